@@ -1,0 +1,188 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+
+from accounts.models import Credential, Customer, User
+from accounts.services import customer_reactivate, customer_suspend
+from ledger.forms import CreditsAdjustForm
+from ledger.models import Balance, LedgerEntry, Product
+from ledger.services import credits_adjust
+
+LEDGER_HISTORY_ROWS = 50
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "name", "is_staff", "is_active", "last_login"]
+    search_fields = ["email", "name"]
+    fieldsets = [
+        (None, {"fields": ["email", "password"]}),
+        ("Personal info", {"fields": ["name"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        ("Important dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+
+class ProductListFilter(admin.SimpleListFilter):
+    title = "product"
+    parameter_name = "product"
+
+    def lookups(self, request, model_admin):
+        return Product.objects.values_list("slug", "name")
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(balances__product__slug=self.value()).distinct()
+        return queryset
+
+
+class BalanceInline(admin.TabularInline):
+    model = Balance
+    fields = ["product", "granted", "used", "remaining", "updated"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product")
+
+
+class CredentialInline(admin.TabularInline):
+    model = Credential
+    fields = ["client_id", "masked_secret", "created", "rotated_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "public_id", "status", "created"]
+    list_filter = ["status", ProductListFilter]
+    search_fields = ["email", "name", "=public_id"]
+    ordering = ["-created"]
+    show_full_result_count = False
+    fields = ["email", "name", "public_id", "status", "created", "user", "ledger_history"]
+    readonly_fields = ["public_id", "status", "created", "user", "ledger_history"]
+    inlines = [BalanceInline, CredentialInline]
+    actions = ["suspend", "reactivate"]
+
+    def has_add_permission(self, request):
+        # Customers come from purchases, which also give them credentials.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Their ledger is append-only; suspend instead.
+        return False
+
+    def get_urls(self):
+        own = [
+            path("<int:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_customer_adjust"),
+            path(
+                "<int:object_id>/status/",
+                self.admin_site.admin_view(require_POST(self.status_view)),
+                name="accounts_customer_status",
+            ),
+        ]
+        return own + super().get_urls()
+
+    @admin.display(description="Ledger history (newest first)")
+    def ledger_history(self, customer: Customer) -> str:
+        entries = (
+            LedgerEntry.objects.filter(customer=customer)
+            .select_related("product", "created_by")
+            .order_by("-created", "-id")[:LEDGER_HISTORY_ROWS]
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td style='text-align:right'>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.created.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.product.slug,
+                    e.get_kind_display(),
+                    f"{e.amount:+d}",
+                    e.reason,
+                    e.created_by.get_full_name() if e.created_by else "",
+                )
+                for e in entries
+            ),
+        )
+        all_url = reverse("admin:ledger_ledgerentry_changelist") + f"?customer__id__exact={customer.pk}"
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Product</th><th>Kind</th><th>Credits</th><th>Reason</th>"
+            "<th>By</th></tr></thead><tbody>{}</tbody></table><p><a href='{}'>All ledger entries of this customer</a></p>",
+            rows or format_html("<tr><td colspan='6'>No entries yet.</td></tr>"),
+            all_url,
+        )
+
+    @admin.action(description="Suspend selected customers (their next call is denied)")
+    def suspend(self, request: HttpRequest, queryset) -> None:
+        for customer in queryset.filter(status=Customer.Status.ACTIVE):
+            customer_suspend(customer=customer)
+        self.message_user(request, "Suspended.", messages.SUCCESS)
+
+    @admin.action(description="Reactivate selected customers")
+    def reactivate(self, request: HttpRequest, queryset) -> None:
+        for customer in queryset.filter(status=Customer.Status.SUSPENDED):
+            customer_reactivate(customer=customer)
+        self.message_user(request, "Reactivated.", messages.SUCCESS)
+
+    def status_view(self, request: HttpRequest, object_id: int):
+        customer = get_object_or_404(Customer, pk=object_id)
+        if not self.has_change_permission(request, customer):
+            raise PermissionDenied
+        if request.POST.get("status") == Customer.Status.SUSPENDED:
+            customer_suspend(customer=customer)
+            self.message_user(request, f"{customer} is suspended: their next call is denied.", messages.SUCCESS)
+        else:
+            customer_reactivate(customer=customer)
+            self.message_user(request, f"{customer} is active again.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:accounts_customer_change", args=[customer.pk]))
+
+    def adjust_view(self, request: HttpRequest, object_id: int):
+        customer = get_object_or_404(Customer, pk=object_id)
+        if not self.has_change_permission(request, customer):
+            raise PermissionDenied
+        form = CreditsAdjustForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                credits_adjust(customer=customer, by=request.user, **form.cleaned_data)
+            except ValidationError as e:
+                form.add_error(None, e)
+            else:
+                data = form.cleaned_data
+                self.message_user(
+                    request, f"{data['amount']:+d} credits of {data['product']} for {customer}.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:accounts_customer_change", args=[customer.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": customer,
+            "title": f"Adjust credits of {customer}",
+            "form": form,
+            "balances": customer.balances.select_related("product").order_by("product__slug"),
+        }
+        return TemplateResponse(request, "admin/accounts/customer/adjust.html", context)

@@ -1,0 +1,181 @@
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from accounts.ids import public_id
+
+
+class Versioned(models.Model):
+    """A row whose every save bumps `version`, atomically in the database.
+
+    The gate's mirror items carry the sum of the versions they are built from,
+    so DynamoDB can refuse a late write of an older state.
+    """
+
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            self.version = models.F("version") + 1
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
+        super().save(*args, **kwargs)
+        if not isinstance(self.version, int):
+            self.refresh_from_db(fields=["version"])
+
+    def touch(self) -> None:
+        """Bump the version alone: something the gate sees through this row changed."""
+        self.save(update_fields=["version"])
+
+
+def normalize_email(email: str) -> str:
+    """Emails are trimmed and compared case-insensitively; we store them lower-cased."""
+    return email.strip().lower()
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> "User":
+        if not email:
+            raise ValueError("Users need an email address")
+        user = self.model(email=normalize_email(email), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> "User":
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+    def get_by_natural_key(self, username: str) -> "User":
+        return self.get(email__iexact=normalize_email(username))
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who logs in: a customer to the portal, or staff to admin. Logs in by email."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    EMAIL_FIELD = "email"
+    USERNAME_FIELD = "email"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)
+
+    def get_full_name(self) -> str:
+        return self.name or self.email
+
+    def get_short_name(self) -> str:
+        return self.name or self.email
+
+
+def new_customer_id() -> str:
+    return public_id("cus")
+
+
+class Customer(Versioned):
+    """One buyer. `public_id` goes into tokens and URLs; the database id never leaves Django."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_customer_id, editable=False)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="customer")
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="customer_email_unique_ci"),
+        ]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+def new_client_id() -> str:
+    return public_id("cli", 24)
+
+
+def hash_secret(secret: str) -> str:
+    """Keyed hash of a client secret (HMAC-SHA256 with CREDENTIAL_HASH_KEY).
+
+    Not a slow password hash on purpose: secrets are 256-bit random, so there
+    is nothing to brute-force, and the token endpoint must stay fast.
+    """
+    key = settings.CREDENTIAL_HASH_KEY.encode()
+    return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+
+
+class Credential(models.Model):
+    """A client id and its secret, for the customer's programs to get tokens with."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credentials")
+    client_id = models.CharField(max_length=40, unique=True, default=new_client_id, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    secret_last4 = models.CharField(max_length=4, editable=False)
+    # Incremented when the secret is rotated; tokens carry it, and the gate
+    # refuses tokens whose version is no longer the credential's.
+    secret_version = models.PositiveIntegerField(default=0, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return self.client_id
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def masked_secret(self) -> str:
+        return f"…{self.secret_last4}"
+
+    def set_secret(self) -> str:
+        """Give this credential a fresh secret; return it (the only time it is seen)."""
+        secret = secrets.token_urlsafe(32)  # 256 bits
+        self.secret_hash = hash_secret(secret)
+        self.secret_last4 = secret[-4:]
+        self.secret_version += 1
+        return secret
+
+    def check_secret(self, secret: str) -> bool:
+        return hmac.compare_digest(self.secret_hash, hash_secret(secret))

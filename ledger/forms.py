@@ -1,0 +1,30 @@
+from django import forms
+
+from ledger.models import Product
+
+
+class CreditsAdjustForm(forms.Form):
+    product = forms.ModelChoiceField(queryset=Product.objects.all(), empty_label=None)
+    amount = forms.IntegerField(
+        label="Credits",
+        help_text="Signed: 50 adds fifty credits, -20 takes twenty away.",
+        min_value=-10_000_000,
+        max_value=10_000_000,
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required. Kept in the ledger with your name.",
+        max_length=1000,
+    )
+
+    def clean_amount(self) -> int:
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("Enter a number of credits other than 0.")
+        return amount
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why: an adjustment needs a reason.")
+        return reason

@@ -1,0 +1,168 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Customer, Versioned
+
+
+class Product(Versioned):
+    """An API we sell credits for. Served by one or more API Gateway APIs, sold as one or more SKUs."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    cost_per_call = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ProductApi(models.Model):
+    """An API Gateway API id that serves a product: how the gate routes a call to a product."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="apis")
+    api_id = models.CharField(
+        "API Gateway API id",
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, _ and - only.")],
+    )
+
+    class Meta:
+        verbose_name = "API id"
+
+    def __str__(self) -> str:
+        return self.api_id
+
+
+class ProductSku(models.Model):
+    """A store SKU that sells credits of a product."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="skus")
+    sku = models.CharField("store SKU", max_length=128, unique=True)
+
+    class Meta:
+        verbose_name = "SKU"
+
+    def __str__(self) -> str:
+        return self.sku
+
+
+class Purchase(models.Model):
+    """One order line from the store, recorded once whatever the number of deliveries."""
+
+    class Source(models.TextChoices):
+        ZAPIER = "zapier", "Zapier"
+
+    class Status(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        UNMATCHED = "unmatched", "Unmatched product"
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    order_id = models.CharField(max_length=128)
+    line_id = models.CharField(max_length=128, blank=True, default="")
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True)
+    product_ref = models.CharField("product as sent", max_length=128)
+    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    received = models.DateTimeField(default=timezone.now)
+    applied = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "order_id", "line_id"], name="purchase_once_per_order_line"),
+        ]
+        indexes = [models.Index(fields=["status", "-received"])]
+
+    def __str__(self) -> str:
+        line = f"/{self.line_id}" if self.line_id else ""
+        return f"{self.source}:{self.order_id}{line}"
+
+
+class LedgerEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("Ledger entries are append-only: they cannot be updated")
+
+    def delete(self):
+        raise TypeError("Ledger entries are append-only: they cannot be deleted")
+
+
+class LedgerEntry(models.Model):
+    """One change of credits. Append-only: corrections are new entries, never edits.
+
+    Signs: purchases add to what is granted, adjustments add or take away,
+    refunds take away from what is granted, usage records what was spent.
+    """
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        USAGE = "usage", "Usage"
+        REFUND = "refund", "Refund"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="ledger_entries")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="ledger_entries")
+    amount = models.BigIntegerField(help_text="Signed number of credits.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, null=True, blank=True, related_name="entries")
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = LedgerEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["customer", "product", "-created"])]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+d} {self.product} ({self.kind})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("Ledger entries are append-only: they cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Ledger entries are append-only: they cannot be deleted")
+
+
+class Balance(models.Model):
+    """What a customer has of one product: the ledger's sums, kept in the same transaction as each entry."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="balances")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="balances")
+    granted = models.BigIntegerField(default=0)
+    used = models.BigIntegerField(default=0)
+    remaining = models.GeneratedField(
+        expression=models.F("granted") - models.F("used"),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+    updated = models.DateTimeField(auto_now=True)
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "product"], name="balance_once_per_customer_product"),
+            models.CheckConstraint(condition=models.Q(used__gte=0), name="balance_used_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer} · {self.product}"
+
+    def clean(self) -> None:
+        if self.granted < self.used:
+            raise ValidationError("Granted credits cannot be below what is already used.")

@@ -1,0 +1,79 @@
+"""Shared fixtures: the personas (alice, bob, staff), two products, and a
+real moto server over HTTP for DynamoDB and SES."""
+
+import os
+import socket
+
+import pytest
+import requests
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_configure(config):
+    # Chosen before any boto3 client exists, so every client (ours, django-ses,
+    # the authorizer's) goes to the moto server; it starts on first use.
+    if "AWS_ENDPOINT_URL" not in os.environ:
+        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A moto server process-thread at AWS_ENDPOINT_URL, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    url = os.environ["AWS_ENDPOINT_URL"]
+    port = int(url.rsplit(":", 1)[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server):
+    """A moto server emptied for this test: its URL."""
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    return moto_server
+
+
+@pytest.fixture
+def products(db):
+    from ledger.services import product_upsert
+
+    weather, _ = product_upsert(slug="weather", name="Weather API", api_ids=["wthr000001"], skus=["WTHR-100"])
+    maps, _ = product_upsert(slug="maps", name="Maps API", api_ids=["maps000001"], skus=["MAPS-500"], cost_per_call=2)
+    return {"weather": weather, "maps": maps}
+
+
+def _customer(email: str, name: str):
+    from accounts.models import Customer, User
+    from accounts.services import credential_create
+
+    user = User.objects.create_user(email, "correct horse battery staple", name=name)
+    customer = Customer.objects.create(user=user, email=email, name=name)
+    customer.credential, customer.secret = credential_create(customer=customer)
+    return customer
+
+
+@pytest.fixture
+def alice(db):
+    """A customer with one credential; `alice.secret` is its plain secret."""
+    return _customer("alice@example.com", "Alice")
+
+
+@pytest.fixture
+def bob(db):
+    """Another customer, for proving alice's things stay alice's."""
+    return _customer("bob@example.com", "Bob")
+
+
+@pytest.fixture
+def staff(db):
+    from accounts.models import User
+
+    return User.objects.create_user("staff@creditportal.test", "staff password 123", name="Sam Staff", is_staff=True, is_superuser=True)

@@ -1,0 +1,161 @@
+import threading
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.db.models import Sum
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.models import Balance, LedgerEntry
+from ledger.services import credits_adjust, credits_grant, usage_record
+
+
+def ledger_sums(customer, product) -> tuple[int, int]:
+    """(granted, used) as the ledger alone says."""
+    entries = LedgerEntry.objects.filter(customer=customer, product=product)
+    granted = entries.exclude(kind=LedgerEntry.Kind.USAGE).aggregate(s=Sum("amount"))["s"] or 0
+    used = -(entries.filter(kind=LedgerEntry.Kind.USAGE).aggregate(s=Sum("amount"))["s"] or 0)
+    return granted, used
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("grant"), st.integers(1, 500)),
+        st.tuples(st.just("adjust"), st.integers(-500, 500).filter(bool)),
+        st.tuples(st.just("use"), st.integers(1, 200)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_each_balance_equals_its_ledger_sums_after_any_sequence(ops, alice, staff, products):
+    weather = products["weather"]
+    with transaction.atomic():
+        for op, amount in ops:
+            try:
+                if op == "grant":
+                    credits_grant(customer=alice, product=weather, amount=amount)
+                elif op == "adjust":
+                    credits_adjust(customer=alice, product=weather, amount=amount, reason="fuzz", by=staff)
+                else:
+                    usage_record(customer=alice, product=weather, amount=amount)
+            except ValidationError:
+                pass  # refused adjustments write nothing; the sums below prove it
+        balance = Balance.objects.filter(customer=alice, product=weather).first()
+        granted, used = ledger_sums(alice, weather)
+        if balance is None:
+            assert (granted, used) == (0, 0)
+        else:
+            assert (balance.granted, balance.used, balance.remaining) == (granted, used, granted - used)
+        transaction.set_rollback(True)
+
+
+def test_an_adjustment_below_what_is_used_is_refused_and_writes_nothing(alice, staff, products):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=100)
+    usage_record(customer=alice, product=weather, amount=80)
+    entries_before = LedgerEntry.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        credits_adjust(customer=alice, product=weather, amount=-30, reason="goodwill reversal", by=staff)
+
+    assert refused.value.messages == ["This would leave weather with 70 credits granted, below the 80 already used."]
+    assert LedgerEntry.objects.count() == entries_before
+    balance = Balance.objects.get(customer=alice, product=weather)
+    assert (balance.granted, balance.used, balance.remaining) == (100, 80, 20)
+
+
+def test_an_adjustment_down_to_exactly_what_is_used_is_allowed(alice, staff, products):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=100)
+    usage_record(customer=alice, product=weather, amount=80)
+
+    credits_adjust(customer=alice, product=weather, amount=-20, reason="chargeback", by=staff)
+
+    assert Balance.objects.get(customer=alice, product=weather).remaining == 0
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_an_adjustment_needs_a_reason(alice, staff, products, reason):
+    with pytest.raises(ValidationError, match="needs a reason"):
+        credits_adjust(customer=alice, product=products["weather"], amount=5, reason=reason, by=staff)
+    assert not LedgerEntry.objects.exists()
+
+
+def test_only_staff_can_adjust(alice, bob, products):
+    with pytest.raises(PermissionDenied):
+        credits_adjust(customer=alice, product=products["weather"], amount=5, reason="please", by=bob.user)
+    assert not LedgerEntry.objects.exists()
+
+
+def test_usage_is_recorded_even_past_what_is_granted(alice, products):
+    # The gate spent it already; the ledger must say so rather than lose it.
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=3)
+    usage_record(customer=alice, product=weather, amount=5)
+    balance = Balance.objects.get(customer=alice, product=weather)
+    assert (balance.granted, balance.used, balance.remaining) == (3, 5, -2)
+
+
+def test_every_entry_moves_the_balance_version(alice, staff, products):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=10)
+    first = Balance.objects.get(customer=alice, product=weather).version
+    credits_adjust(customer=alice, product=weather, amount=1, reason="r", by=staff)
+    usage_record(customer=alice, product=weather, amount=1)
+    assert Balance.objects.get(customer=alice, product=weather).version == first + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_adjustments_of_one_balance_lose_nothing(alice, staff, products):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=1000)
+    start = threading.Barrier(2)
+    errors = []
+
+    def adjust(amount: int) -> None:
+        try:
+            start.wait()
+            for _ in range(10):
+                credits_adjust(customer=alice, product=weather, amount=amount, reason="race", by=staff)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+        finally:
+            connection.close()  # each thread had its own connection
+
+    threads = [threading.Thread(target=adjust, args=(amount,)) for amount in (7, -3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    balance = Balance.objects.get(customer=alice, product=weather)
+    assert balance.granted == 1000 + 10 * 7 - 10 * 3
+    assert ledger_sums(alice, weather) == (balance.granted, balance.used)
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUSTMENT).count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_grants_create_one_balance(alice, products):
+    weather = products["weather"]
+    start = threading.Barrier(4)
+
+    def grant() -> None:
+        try:
+            start.wait()
+            credits_grant(customer=alice, product=weather, amount=5)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=grant) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert Balance.objects.filter(customer=alice, product=weather).count() == 1
+    assert Balance.objects.get(customer=alice, product=weather).granted == 20
