@@ -63,6 +63,11 @@ class Purchase(models.Model):
         APPLIED = "applied", "Applied"
         UNMATCHED = "unmatched", "Unmatched product"
 
+    class EmailStatus(models.TextChoices):
+        PENDING = "pending", "Not sent yet"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
     source = models.CharField(max_length=16, choices=Source.choices)
     order_id = models.CharField(max_length=128)
     line_id = models.CharField(max_length=128, blank=True, default="")
@@ -76,6 +81,11 @@ class Purchase(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     received = models.DateTimeField(default=timezone.now)
     applied = models.DateTimeField(null=True, blank=True)
+    # The email a purchase sends (welcome or credits added) goes out after the
+    # transaction commits; if it fails the purchase stands and staff can resend.
+    email_status = models.CharField(max_length=16, choices=EmailStatus.choices, default=EmailStatus.PENDING)
+    email_error = models.TextField(blank=True)
+    emailed = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -153,6 +163,8 @@ class Balance(models.Model):
     )
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveBigIntegerField(default=0, editable=False)
+    # When the customer was told this balance is running low; cleared by the next grant.
+    low_balance_notified = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -1,0 +1,60 @@
+"""The shape of the mirror table: the one contract between Django (which
+writes what it owns) and the authorizer (which only spends).
+
+One DynamoDB table (`MIRROR_TABLE`), key `pk` (S, hash) + `sk` (S, range):
+
+Balance item, one per (customer, product):
+    pk = "CUSTOMER#<customer public id>", sk = "PRODUCT#<product slug>"
+    granted         N     credits granted, from the ledger            (Django)
+    cost            N     credits one call costs                      (Django)
+    ceiling         N     granted - cost: a call is allowed while
+                          used <= ceiling (conditions do no arithmetic) (Django)
+    active          BOOL  the customer is active (not suspended)      (Django)
+    product_active  BOOL  the product is on sale                      (Django)
+    creds           M     {client_id: N secret_version} of the
+                          customer's unrevoked credentials            (Django)
+    version         N     balance + customer + product versions:
+                          a write lands only if its version is higher (Django)
+    used            N     credits spent at the gate                   (authorizer only;
+                          Django sets it with if_not_exists(used, 0) and never otherwise)
+
+Route item, one per API Gateway API id:
+    pk = "API#<api id>", sk = "ROUTE"
+    product         S     the product slug the API serves
+    version         N     the product's version                       (Django)
+
+Django writes with `SET ... used = if_not_exists(used, :zero)` under the
+condition `attribute_not_exists(version) OR version < :v`; the authorizer
+spends with one `UpdateItem`: `SET used = used + cost` under the condition
+that the customer and product are active, the token's credential version is
+the one in `creds`, and `used <= ceiling`.
+
+Keys here are in the low-level (typed) form that botocore clients take.
+"""
+
+PK = "pk"
+SK = "sk"
+
+GRANTED = "granted"
+USED = "used"
+COST = "cost"
+CEILING = "ceiling"
+ACTIVE = "active"
+PRODUCT_ACTIVE = "product_active"
+CREDS = "creds"
+VERSION = "version"
+PRODUCT = "product"
+
+TABLE_DEFINITION = {
+    "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+    "AttributeDefinitions": [{"AttributeName": PK, "AttributeType": "S"}, {"AttributeName": SK, "AttributeType": "S"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def balance_key(customer_id: str, product: str) -> dict:
+    return {PK: {"S": f"CUSTOMER#{customer_id}"}, SK: {"S": f"PRODUCT#{product}"}}
+
+
+def route_key(api_id: str) -> dict:
+    return {PK: {"S": f"API#{api_id}"}, SK: {"S": "ROUTE"}}
