@@ -95,7 +95,9 @@ class PurchaseAdmin(ReadOnlyAdmin):
     """Order lines as the store sent them. Only services write them; staff apply
     unmatched ones to a product and resend emails, through the actions."""
 
-    list_display = ["received", "source", "order_id", "line_id", "buyer", "product", "quantity", "status", "email_state"]
+    list_display = [
+        "received", "source", "order_id", "line_id", "buyer", "product", "quantity", "status", "email_state",
+    ]  # fmt: skip
     list_filter = ["status", "email_status", "source", "product"]
     list_select_related = ["customer", "product"]
     search_fields = ["=order_id", "email", "customer__email", "=customer__public_id"]
@@ -117,9 +119,8 @@ class PurchaseAdmin(ReadOnlyAdmin):
     def buyer(self, purchase: Purchase) -> str:
         if purchase.customer is None:
             return format_html("{} <em>(no customer yet)</em>", purchase.email)
-        return format_html(
-            '<a href="{}">{}</a>', reverse("admin:accounts_customer_change", args=[purchase.customer_id]), purchase.customer
-        )
+        url = reverse("admin:accounts_customer_change", args=[purchase.customer_id])
+        return format_html('<a href="{}">{}</a>', url, purchase.customer)
 
     @admin.display(description="email", ordering="email_status")
     def email_state(self, purchase: Purchase) -> str:
@@ -140,7 +141,9 @@ class PurchaseAdmin(ReadOnlyAdmin):
     def apply_to_product(self, request: HttpRequest, queryset):
         unmatched = list(queryset.filter(status=Purchase.Status.UNMATCHED).order_by("received", "pk"))
         if not unmatched:
-            self.message_user(request, "None of the selected purchases is unmatched: nothing to apply.", messages.WARNING)
+            self.message_user(
+                request, "None of the selected purchases is unmatched: nothing to apply.", messages.WARNING
+            )
             return None
         form = PurchaseApplyForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -193,10 +196,9 @@ class PurchaseAdmin(ReadOnlyAdmin):
             purchase.refresh_from_db(fields=["email_status", "email_error"])
             self.log_change(request, purchase, f"Resent the {what}: {purchase.get_email_status_display().lower()}.")
             if purchase.email_status == Purchase.EmailStatus.SENT:
-                self.message_user(request, f"Purchase {purchase}: {what} sent to {purchase.customer}.", messages.SUCCESS)
+                message, level = f"{what} sent to {purchase.customer}.", messages.SUCCESS
             elif purchase.email_status == Purchase.EmailStatus.FAILED:
-                self.message_user(
-                    request, f"Purchase {purchase}: the {what} failed again: {purchase.email_error}", messages.ERROR
-                )
+                message, level = f"the {what} failed again: {purchase.email_error}", messages.ERROR
             else:  # sent once the surrounding transaction commits
-                self.message_user(request, f"Purchase {purchase}: {what} queued for {purchase.customer}.", messages.INFO)
+                message, level = f"{what} queued for {purchase.customer}.", messages.INFO
+            self.message_user(request, f"Purchase {purchase}: {message}", level)

@@ -29,7 +29,9 @@ def _context(purchase: Purchase) -> dict:
     }
 
 
-def purchase_welcome_message(*, purchase: Purchase, client_id: str, secret: str, reissued: bool) -> EmailMultiAlternatives:
+def purchase_welcome_message(
+    *, purchase: Purchase, client_id: str, secret: str, reissued: bool
+) -> EmailMultiAlternatives:
     """The first purchase's email: the credentials (the only time the secret is sent), how
     to get a token, the balance, and a link to set a portal password."""
     context = {

@@ -29,7 +29,7 @@ class ZapierPurchaseSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True, default="")
     product = serializers.CharField(max_length=128, help_text="A product slug or a store SKU.")
-    quantity = RawField(help_text="Credits: a positive whole number, like 100 or \"100\".")
+    quantity = RawField(help_text='Credits: a positive whole number, like 100 or "100".')
 
     def validate_email(self, value: str) -> str:
         return normalize_email(value)
@@ -60,12 +60,11 @@ class ZapierPurchaseSerializer(serializers.Serializer):
 
 
 class PurchaseResultSerializer(serializers.ModelSerializer):
-    """What the webhook answers, derived from the stored purchase alone, so a repeated
-    delivery gets the same body as the first: `remaining` is the balance right after
-    this purchase's grant, not whatever it is now."""
+    """What the webhook answers, derived from the stored purchase row alone, so a repeated
+    delivery gets the same body as the first: `email` as recorded (trimmed, lower-cased),
+    `remaining` the balance right after this purchase's grant, not whatever it is now."""
 
     id = serializers.IntegerField(read_only=True)
-    email = serializers.SerializerMethodField()
     customer = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     product = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     credits = serializers.SerializerMethodField()
@@ -73,10 +72,18 @@ class PurchaseResultSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Purchase
-        fields = ["id", "status", "order_id", "line_id", "email", "customer", "product", "product_ref", "credits", "remaining"]
-
-    def get_email(self, purchase: Purchase) -> str:
-        return purchase.customer.email if purchase.customer else purchase.email
+        fields = [
+            "id",
+            "status",
+            "order_id",
+            "line_id",
+            "email",
+            "customer",
+            "product",
+            "product_ref",
+            "credits",
+            "remaining",
+        ]
 
     def get_credits(self, purchase: Purchase) -> int:
         """Credits granted by this purchase: none while it is unmatched."""

@@ -170,7 +170,9 @@ class PurchaseConflict(Exception):
         super().__init__(f"{purchase} was already recorded with {', '.join(differences)}; nothing changed.")
 
 
-def _purchase_differences(purchase: Purchase, *, email: str, product: Product | None, product_ref: str, quantity: int) -> list[str]:
+def _purchase_differences(
+    purchase: Purchase, *, email: str, product: Product | None, product_ref: str, quantity: int
+) -> list[str]:
     differences = []
     if purchase.email != email:
         differences.append(f"email {purchase.email}")
@@ -192,7 +194,8 @@ def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
     purchase.applied = timezone.now()
     purchase.created_customer = secret is not None
     # We hold the balance's row lock since the grant: this is exactly what it left.
-    purchase.remaining_after = Balance.objects.values_list("remaining", flat=True).get(customer=customer, product=product)
+    balance = Balance.objects.get(customer=customer, product=product)
+    purchase.remaining_after = balance.remaining
     purchase.save(
         update_fields=["product", "customer", "status", "applied", "created_customer", "remaining_after"]
     )

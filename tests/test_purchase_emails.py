@@ -28,7 +28,9 @@ def credentials_in(text: str) -> tuple[str, str]:
     return client_id, secret
 
 
-def test_the_welcome_email_has_the_credentials_a_token_example_the_balance_and_a_password_link(zapier, products, mailoutbox):
+def test_the_welcome_email_has_the_credentials_a_token_example_the_balance_and_a_password_link(
+    zapier, products, mailoutbox
+):
     assert zapier(FIRST).status_code == 201
 
     [email] = mailoutbox
@@ -125,9 +127,7 @@ def test_a_failed_send_keeps_the_purchase_and_staff_can_resend_with_a_new_secret
     assert "MessageRejected" in purchase.email_error
     assert purchase.emailed is None
     assert sent_through_ses(aws) == []
-    assert any(
-        r.levelno == logging.ERROR and "the welcome email failed" in r.getMessage() for r in caplog.records
-    )
+    assert any(r.levelno == logging.ERROR and "the welcome email failed" in r.getMessage() for r in caplog.records)
     old_hash = Credential.objects.get().secret_hash
 
     # Staff see it, fix SES, and resend: a NEW secret, since the first one is gone.
