@@ -3,10 +3,11 @@
 from a late, older one."""
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.models import Credential, Customer
+from accounts.models import Credential, Customer, User, normalize_email
 
 
 @transaction.atomic
@@ -57,3 +58,41 @@ def credential_revoke(*, credential: Credential) -> Credential:
         credential.save(update_fields=["revoked_at"])
         credential.customer.touch()
     return credential
+
+
+def _customer_by_email(email: str) -> Customer | None:
+    # Lower(email) is what the unique index is on, so this lookup uses it.
+    return Customer.objects.alias(email_ci=Lower("email")).filter(email_ci=email).first()
+
+
+@transaction.atomic
+def customer_get_or_create(*, email: str, name: str = "") -> tuple[Customer, Credential | None, str | None]:
+    """The customer buying with `email` (trimmed, case-insensitive), created if new.
+
+    A new customer gets a login (without a password: the welcome email links to
+    setting one) and one credential. Returns (customer, credential, secret): the
+    credential and its plain secret only when they were created here, else None.
+
+    Safe under concurrency: two first purchases at once for one email make one
+    customer; the second waits on the unique index, then finds the first's.
+    """
+    email = normalize_email(email)
+    name = name.strip()
+    customer = _customer_by_email(email)
+    if customer is not None:
+        return customer, None, None
+    try:
+        with transaction.atomic():
+            user = User.objects.alias(email_ci=Lower("email")).filter(email_ci=email).first()
+            if user is None:
+                user = User.objects.create_user(email, None, name=name)
+            customer = Customer.objects.create(user=user, email=email, name=name)
+    except IntegrityError:
+        # Another transaction created this customer and has committed (the insert
+        # waited for it); under READ COMMITTED this next query sees its row.
+        customer = _customer_by_email(email)
+        if customer is None:
+            raise
+        return customer, None, None
+    credential, secret = credential_create(customer=customer)
+    return customer, credential, secret

@@ -118,6 +118,12 @@ EMAIL_FILE_PATH = os.getenv("EMAIL_FILE_PATH", str(BASE_DIR / "sent-emails"))
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "CreditPortal <credits@example.com>")
 AWS_SES_REGION_NAME = os.getenv("AWS_SES_REGION_NAME", os.getenv("AWS_DEFAULT_REGION", "us-east-1"))
 AWS_SES_REGION_ENDPOINT = os.getenv("AWS_SES_REGION_ENDPOINT", f"email.{AWS_SES_REGION_NAME}.amazonaws.com")
+# django-ses hands boto3 an explicit endpoint (https://AWS_SES_REGION_ENDPOINT),
+# which would bypass AWS_ENDPOINT_URL. None lets boto3 choose, like every other
+# client here: AWS_ENDPOINT_URL (a moto server) when set, else the region's endpoint.
+AWS_SES_REGION_ENDPOINT_URL = os.getenv("AWS_SES_REGION_ENDPOINT_URL") or (
+    f"https://{os.environ['AWS_SES_REGION_ENDPOINT']}" if os.getenv("AWS_SES_REGION_ENDPOINT") else None
+)
 
 REST_FRAMEWORK = {
     # The API doors authenticate themselves (webhook secret, client

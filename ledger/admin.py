@@ -1,7 +1,19 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
-from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku
+from ledger.forms import PurchaseApplyForm
+from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
+from ledger.services import purchase_apply, purchase_email_resend
+
+RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
+RESEND_CREDITS_ADDED_LABEL = "Resend “credits added” email"
 
 
 class ProductApiInline(admin.TabularInline):
@@ -63,8 +75,130 @@ class BalanceAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created", "customer", "product", "kind", "amount", "reason", "created_by", "purchase"]
+    list_display = ["created", "customer", "product", "kind", "amount", "reason", "created_by", "purchase_link"]
     list_filter = ["kind", "product"]
     list_select_related = ["customer", "product", "created_by", "purchase"]
     search_fields = ["customer__email", "=customer__public_id", "reason"]
     show_full_result_count = False
+
+    @admin.display(description="purchase", ordering="purchase")
+    def purchase_link(self, entry: LedgerEntry) -> str:
+        if entry.purchase is None:
+            return "-"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:ledger_purchase_change", args=[entry.purchase_id]), entry.purchase
+        )
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(ReadOnlyAdmin):
+    """Order lines as the store sent them. Only services write them; staff apply
+    unmatched ones to a product and resend emails, through the actions."""
+
+    list_display = [
+        "received", "source", "order_id", "line_id", "buyer", "product", "quantity", "status", "email_state",
+    ]  # fmt: skip
+    list_filter = ["status", "email_status", "source", "product"]
+    list_select_related = ["customer", "product"]
+    search_fields = ["=order_id", "email", "customer__email", "=customer__public_id"]
+    ordering = ["-received", "-id"]
+    show_full_result_count = False
+    actions = ["apply_to_product", "resend_welcome_email", "resend_credits_added_email"]
+    fields = [
+        "source", "order_id", "line_id", "status", "email", "name", "product_ref", "quantity", "product",
+        "customer", "received", "applied", "created_customer", "remaining_after",
+        "email_status", "email_error", "emailed", "payload", "ledger_entries",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def has_apply_permission(self, request: HttpRequest) -> bool:
+        """Apply and resend are what "change" means for a purchase (the form itself stays read-only)."""
+        return request.user.has_perm("ledger.change_purchase")
+
+    @admin.display(description="customer", ordering="email")
+    def buyer(self, purchase: Purchase) -> str:
+        if purchase.customer is None:
+            return format_html("{} <em>(no customer yet)</em>", purchase.email)
+        url = reverse("admin:accounts_customer_change", args=[purchase.customer_id])
+        return format_html('<a href="{}">{}</a>', url, purchase.customer)
+
+    @admin.display(description="email", ordering="email_status")
+    def email_state(self, purchase: Purchase) -> str:
+        if purchase.email_status == Purchase.EmailStatus.FAILED:
+            return format_html(
+                '<span title="{}" style="color:#ba2121">Failed: {}</span>',
+                purchase.email_error,
+                Truncator(purchase.email_error).chars(60),
+            )
+        return purchase.get_email_status_display()
+
+    @admin.display(description="ledger entries")
+    def ledger_entries(self, purchase: Purchase) -> str:
+        url = reverse("admin:ledger_ledgerentry_changelist") + f"?purchase__id__exact={purchase.pk}"
+        return format_html('<a href="{}">Ledger entries of this purchase</a>', url)
+
+    @admin.action(description="Apply selected unmatched purchases to a product…", permissions=["apply"])
+    def apply_to_product(self, request: HttpRequest, queryset):
+        unmatched = list(queryset.filter(status=Purchase.Status.UNMATCHED).order_by("received", "pk"))
+        if not unmatched:
+            self.message_user(
+                request, "None of the selected purchases is unmatched: nothing to apply.", messages.WARNING
+            )
+            return None
+        form = PurchaseApplyForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            product = form.cleaned_data["product"]
+            for purchase in unmatched:
+                try:
+                    purchase = purchase_apply(purchase=purchase, product=product, by=request.user)
+                except ValidationError as e:
+                    self.message_user(request, " ".join(e.messages), messages.ERROR)
+                    continue
+                self.log_change(request, purchase, f"Applied to product {product.slug}.")
+                purchase.refresh_from_db(fields=["email_status"])
+                self.message_user(
+                    request,
+                    f"Purchase {purchase}: {purchase.quantity} {product.slug} credits granted to {purchase.customer}; "
+                    f"email {purchase.get_email_status_display().lower()}.",
+                    messages.SUCCESS if purchase.email_status == Purchase.EmailStatus.SENT else messages.WARNING,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Apply purchases to a product",
+            "purchases": unmatched,
+            "form": form,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/ledger/purchase/apply.html", context)
+
+    @admin.action(description=RESEND_WELCOME_LABEL, permissions=["apply"])
+    def resend_welcome_email(self, request: HttpRequest, queryset) -> None:
+        self._resend(request, queryset.filter(created_customer=True), "welcome email with a new secret")
+
+    @admin.action(description=RESEND_CREDITS_ADDED_LABEL, permissions=["apply"])
+    def resend_credits_added_email(self, request: HttpRequest, queryset) -> None:
+        chosen = queryset.filter(status=Purchase.Status.APPLIED, created_customer=False)
+        self._resend(request, chosen, "“credits added” email")
+
+    def _resend(self, request: HttpRequest, queryset, what: str) -> None:
+        purchases = list(queryset.order_by("received", "pk"))
+        if not purchases:
+            self.message_user(request, f"None of the selected purchases has a {what} to resend.", messages.WARNING)
+            return
+        for purchase in purchases:
+            try:
+                purchase = purchase_email_resend(purchase=purchase, by=request.user)
+            except ValidationError as e:
+                self.message_user(request, " ".join(e.messages), messages.ERROR)
+                continue
+            purchase.refresh_from_db(fields=["email_status", "email_error"])
+            self.log_change(request, purchase, f"Resent the {what}: {purchase.get_email_status_display().lower()}.")
+            if purchase.email_status == Purchase.EmailStatus.SENT:
+                message, level = f"{what} sent to {purchase.customer}.", messages.SUCCESS
+            elif purchase.email_status == Purchase.EmailStatus.FAILED:
+                message, level = f"the {what} failed again: {purchase.email_error}", messages.ERROR
+            else:  # sent once the surrounding transaction commits
+                message, level = f"{what} queued for {purchase.customer}.", messages.INFO
+            self.message_user(request, f"Purchase {purchase}: {message}", level)

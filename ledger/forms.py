@@ -28,3 +28,11 @@ class CreditsAdjustForm(forms.Form):
         if not reason:
             raise forms.ValidationError("Say why: an adjustment needs a reason.")
         return reason
+
+
+class PurchaseApplyForm(forms.Form):
+    product = forms.ModelChoiceField(
+        queryset=Product.objects.order_by("-active", "slug"),
+        empty_label="Pick the product these credits are for",
+        help_text="The credits are granted now, once; a new buyer gets the welcome email with credentials.",
+    )

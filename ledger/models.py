@@ -86,6 +86,13 @@ class Purchase(models.Model):
     email_status = models.CharField(max_length=16, choices=EmailStatus.choices, default=EmailStatus.PENDING)
     email_error = models.TextField(blank=True)
     emailed = models.DateTimeField(null=True, blank=True)
+    # Set when the purchase is applied. `created_customer`: this purchase made the
+    # customer and its first credential, so its email is the welcome email (a resend
+    # must issue a new secret). `remaining_after`: the product's remaining credits
+    # right after the grant, what the webhook answered; a retried delivery gets the
+    # same answer, whatever was spent since.
+    created_customer = models.BooleanField(default=False, editable=False)
+    remaining_after = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

@@ -2,12 +2,22 @@
 moves the matching balance in the same transaction, under a row lock, so the
 balance always equals the ledger's sums."""
 
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.db.models import F
+import logging
+from dataclasses import dataclass
+from functools import partial
 
-from accounts.models import Customer, User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import Customer, User, normalize_email
+from accounts.services import credential_create, credential_rotate, customer_get_or_create
+from ledger.emails import purchase_credits_added_message, purchase_welcome_message
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
+from ledger.selectors import product_by_ref
+
+logger = logging.getLogger(__name__)
 
 
 def _balance_for_update(*, customer: Customer, product: Product) -> Balance:
@@ -143,3 +153,209 @@ def product_upsert(
             changed = True
             product.touch()
     return product, changed
+
+
+@dataclass(frozen=True)
+class PurchaseRecorded:
+    purchase: Purchase
+    created: bool  # False: a repeated delivery of a line already recorded; nothing changed
+
+
+class PurchaseConflict(Exception):
+    """An order line already recorded arrived again with different content: nothing changed."""
+
+    def __init__(self, purchase: Purchase, differences: list[str]):
+        self.purchase = purchase
+        self.differences = differences
+        super().__init__(f"{purchase} was already recorded with {', '.join(differences)}; nothing changed.")
+
+
+def _purchase_differences(
+    purchase: Purchase, *, email: str, product: Product | None, product_ref: str, quantity: int
+) -> list[str]:
+    differences = []
+    if purchase.email != email:
+        differences.append(f"email {purchase.email}")
+    if purchase.quantity != quantity:
+        differences.append(f"quantity {purchase.quantity}")
+    same_product = purchase.product_ref == product_ref or (product is not None and purchase.product_id == product.pk)
+    if not same_product:
+        differences.append(f"product {purchase.product_ref}")
+    return differences
+
+
+def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
+    """Apply a recorded purchase (its row locked or just inserted): customer, credits, email after commit."""
+    customer, credential, secret = customer_get_or_create(email=purchase.email, name=purchase.name)
+    credits_grant(customer=customer, product=product, amount=purchase.quantity, purchase=purchase)
+    purchase.product = product
+    purchase.customer = customer
+    purchase.status = Purchase.Status.APPLIED
+    purchase.applied = timezone.now()
+    purchase.created_customer = secret is not None
+    # We hold the balance's row lock since the grant: this is exactly what it left.
+    balance = Balance.objects.get(customer=customer, product=product)
+    purchase.remaining_after = balance.remaining
+    purchase.save(
+        update_fields=["product", "customer", "status", "applied", "created_customer", "remaining_after"]
+    )
+    transaction.on_commit(
+        partial(
+            purchase_email_send,
+            purchase_id=purchase.pk,
+            client_id=credential.client_id if credential else None,
+            secret=secret,
+        )
+    )
+
+
+@transaction.atomic
+def purchase_record(
+    *,
+    source: Purchase.Source,
+    order_id: str,
+    line_id: str = "",
+    email: str,
+    name: str = "",
+    product_ref: str,
+    quantity: int,
+    payload: dict | None = None,
+) -> PurchaseRecorded:
+    """Record one order line once, and grant its credits if its product is known.
+
+    A new email gets a customer and a credential; the email (welcome with the
+    credentials, or credits added) goes out after the transaction commits. An
+    unknown product is stored as unmatched for staff to apply. A repeated
+    delivery, even at the same moment, changes nothing and returns the stored
+    purchase (created=False); one with different content raises PurchaseConflict.
+    """
+    if quantity <= 0:
+        raise ValidationError("A purchase must be for a positive number of credits.", code="not_positive")
+    email = normalize_email(email)
+    product = product_by_ref(product_ref)
+    try:
+        # The unique (source, order_id, line_id) index decides who records the
+        # line: a concurrent delivery's INSERT waits here until the first commits,
+        # then fails, and reads the committed row below (READ COMMITTED).
+        with transaction.atomic():
+            purchase = Purchase.objects.create(
+                source=source,
+                order_id=order_id,
+                line_id=line_id,
+                email=email,
+                name=name.strip(),
+                product_ref=product_ref,
+                quantity=quantity,
+                status=Purchase.Status.UNMATCHED,
+                payload=payload or {},
+            )
+    except IntegrityError:
+        purchase = (
+            Purchase.objects.select_related("customer", "product")
+            .filter(source=source, order_id=order_id, line_id=line_id)
+            .first()
+        )
+        if purchase is None:
+            raise
+        differences = _purchase_differences(
+            purchase, email=email, product=product, product_ref=product_ref, quantity=quantity
+        )
+        if differences:
+            logger.warning("Purchase %s: delivered again with different content (%s)", purchase, differences)
+            raise PurchaseConflict(purchase, differences) from None
+        logger.info("Purchase %s: delivered again; nothing changed", purchase)
+        return PurchaseRecorded(purchase=purchase, created=False)
+    if product is None:
+        logger.warning("Purchase %s: unknown product %r, stored as unmatched for staff to apply", purchase, product_ref)
+    else:
+        _purchase_grant(purchase=purchase, product=product)
+        logger.info(
+            "Purchase %s: %s %s credits for %s%s",
+            purchase,
+            quantity,
+            product.slug,
+            purchase.customer.public_id,
+            " (new customer)" if purchase.created_customer else "",
+        )
+    return PurchaseRecorded(purchase=purchase, created=True)
+
+
+def _require_staff(by: User | None, what: str) -> None:
+    if not (by and by.is_active and by.is_staff):
+        raise PermissionDenied(f"Only staff can {what}.")
+
+
+@transaction.atomic
+def purchase_apply(*, purchase: Purchase, product: Product, by: User) -> Purchase:
+    """Staff match an unmatched purchase to `product`: its credits are granted now, once."""
+    _require_staff(by, "apply purchases")
+    purchase = Purchase.objects.select_for_update().get(pk=purchase.pk)
+    if purchase.status == Purchase.Status.APPLIED:
+        raise ValidationError(
+            f"{purchase} was already applied on {purchase.applied:%Y-%m-%d %H:%M} UTC "
+            f"({purchase.quantity} {purchase.product} credits); nothing changed.",
+            code="already_applied",
+        )
+    _purchase_grant(purchase=purchase, product=product)
+    logger.info("Purchase %s: applied to %s by %s", purchase, product.slug, by.email)
+    return purchase
+
+
+@transaction.atomic
+def purchase_email_resend(*, purchase: Purchase, by: User) -> Purchase:
+    """Send a purchase's email again, after commit.
+
+    The welcome email of a first purchase carries a secret we cannot recover,
+    so resending it issues a NEW secret for the customer's credential (the old
+    one stops working) or, if all were revoked, a new credential.
+    """
+    _require_staff(by, "resend purchase emails")
+    purchase = Purchase.objects.select_for_update(of=("self",)).select_related("customer").get(pk=purchase.pk)
+    if purchase.status != Purchase.Status.APPLIED:
+        raise ValidationError(f"{purchase} is unmatched: apply it to a product first.", code="not_applied")
+    client_id = secret = None
+    if purchase.created_customer:
+        credential = purchase.customer.credentials.filter(revoked_at__isnull=True).order_by("created", "pk").first()
+        if credential is None:
+            credential, secret = credential_create(customer=purchase.customer)
+        else:
+            secret = credential_rotate(credential=credential)
+        client_id = credential.client_id
+        logger.info("Purchase %s: welcome email resent by %s with a new secret for %s", purchase, by.email, client_id)
+    purchase.email_status = Purchase.EmailStatus.PENDING
+    purchase.save(update_fields=["email_status"])
+    transaction.on_commit(
+        partial(purchase_email_send, purchase_id=purchase.pk, client_id=client_id, secret=secret, reissued=True)
+    )
+    return purchase
+
+
+def purchase_email_send(
+    *, purchase_id: int, client_id: str | None = None, secret: str | None = None, reissued: bool = False
+) -> bool:
+    """Send a purchase's email now (called after commit): the welcome email when
+    given the credential's secret, else "credits added". Never raises: a failure
+    is recorded on the purchase and logged (without the secret) for staff to resend.
+    """
+    kind = "welcome" if secret else "credits added"
+    try:
+        purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
+        if secret:
+            message = purchase_welcome_message(purchase=purchase, client_id=client_id, secret=secret, reissued=reissued)
+        else:
+            message = purchase_credits_added_message(purchase=purchase)
+        message.send()
+    except Exception as e:  # noqa: BLE001 - whatever broke, the purchase stands
+        error = f"{type(e).__name__}: {e}"
+        if secret:
+            error = error.replace(secret, "[secret]")
+        Purchase.objects.filter(pk=purchase_id).update(
+            email_status=Purchase.EmailStatus.FAILED, email_error=error[:2000]
+        )
+        logger.error("Purchase %s: the %s email failed: %s", purchase_id, kind, error)
+        return False
+    Purchase.objects.filter(pk=purchase_id).update(
+        email_status=Purchase.EmailStatus.SENT, email_error="", emailed=timezone.now()
+    )
+    logger.info("Purchase %s: %s email sent to %s", purchase, kind, purchase.customer.email)
+    return True

@@ -77,3 +77,32 @@ def staff(db):
     from accounts.models import User
 
     return User.objects.create_user("staff@creditportal.test", "staff password 123", name="Sam Staff", is_staff=True, is_superuser=True)
+
+
+ZAPIER_URL = "/api/purchases/zapier/"
+
+
+@pytest.fixture
+def zapier(client, django_capture_on_commit_callbacks):
+    """Post one order line to the Zapier webhook as a Zap does, running the
+    after-commit work (emails) as a real commit would.
+
+    `zapier({...})` sends JSON; `form=True` sends form data; `body=` sends raw
+    bytes (with `content_type`); `authorization=` replaces the header (None: none).
+    """
+    from urllib.parse import urlencode
+
+    from django.conf import settings as django_settings
+
+    def post(data=None, *, form=False, body=None, content_type="application/json", authorization="default"):
+        if authorization == "default":
+            authorization = f"Bearer {django_settings.ZAPIER_WEBHOOK_SECRET}"
+        headers = {"HTTP_AUTHORIZATION": authorization} if authorization is not None else {}
+        if body is None and form:
+            body, content_type = urlencode(data or {}), "application/x-www-form-urlencoded"
+        elif body is None:
+            body = data
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(ZAPIER_URL, body, content_type=content_type, **headers)
+
+    return post

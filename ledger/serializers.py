@@ -1,0 +1,90 @@
+import re
+
+from rest_framework import serializers
+
+from accounts.models import normalize_email
+from ledger.models import Purchase
+
+MAX_CREDITS_PER_LINE = 1_000_000
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+class RawField(serializers.Field):
+    """The value as posted (a JSON number or string, or form text), for a validate_<field> to judge."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class ZapierPurchaseSerializer(serializers.Serializer):
+    """What a Zap posts for one order line. Zapier sends text, so numbers may come as strings."""
+
+    order_id = serializers.CharField(max_length=128)
+    # allow_blank only so that a blank line_id reaches validate_line_id from form data
+    # too (DRF would otherwise drop it as "not sent") and is refused the same way.
+    line_id = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True, default="")
+    product = serializers.CharField(max_length=128, help_text="A product slug or a store SKU.")
+    quantity = RawField(help_text='Credits: a positive whole number, like 100 or "100".')
+
+    def validate_email(self, value: str) -> str:
+        return normalize_email(value)
+
+    def validate_line_id(self, value: str) -> str:
+        if not value:
+            raise serializers.ValidationError(
+                "This field may not be blank: leave line_id out for a one-line order, or send the line's id."
+            )
+        return value
+
+    def validate_name(self, value: str | None) -> str:
+        return (value or "").strip()
+
+    def validate_quantity(self, value) -> int:
+        # A whole number: a JSON integer, or digits in a string. "5.0" and 5.0 are
+        # refused too: a decimal here most likely means a price was mapped.
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+            digits = value.strip()
+            value = int(digits) if len(digits) <= 12 else MAX_CREDITS_PER_LINE + 1
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise serializers.ValidationError("Enter a whole number of credits, like 100.")
+        if value < 1:
+            raise serializers.ValidationError("Enter a positive number of credits (1 or more).")
+        if value > MAX_CREDITS_PER_LINE:
+            raise serializers.ValidationError(f"At most {MAX_CREDITS_PER_LINE:,} credits per order line.")
+        return value
+
+
+class PurchaseResultSerializer(serializers.ModelSerializer):
+    """What the webhook answers, derived from the stored purchase row alone, so a repeated
+    delivery gets the same body as the first: `email` as recorded (trimmed, lower-cased),
+    `remaining` the balance right after this purchase's grant, not whatever it is now."""
+
+    id = serializers.IntegerField(read_only=True)
+    customer = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    product = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    credits = serializers.SerializerMethodField()
+    remaining = serializers.IntegerField(source="remaining_after", read_only=True)
+
+    class Meta:
+        model = Purchase
+        fields = [
+            "id",
+            "status",
+            "order_id",
+            "line_id",
+            "email",
+            "customer",
+            "product",
+            "product_ref",
+            "credits",
+            "remaining",
+        ]
+
+    def get_credits(self, purchase: Purchase) -> int:
+        """Credits granted by this purchase: none while it is unmatched."""
+        return purchase.quantity if purchase.status == Purchase.Status.APPLIED else 0
