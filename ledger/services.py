@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import F
 
 from accounts.models import Customer, User
+from ledger.low_balance import low_balance_check
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
 
 
@@ -47,6 +48,8 @@ def _entry_apply(
         granted=F("granted") + granted_delta,
         used=F("used") + used_delta,
         version=F("version") + 1,
+        # More credits re-arm the low-balance email (see ledger/low_balance.py).
+        **({"low_balance_notified": None} if granted_delta > 0 else {}),
     )
     return entry
 
@@ -99,7 +102,9 @@ def usage_record(*, customer: Customer, product: Product, amount: int, reason: s
     """Record `amount` credits spent at the gate (they were spent already; this is bookkeeping)."""
     if amount <= 0:
         raise ValidationError("Usage must be a positive number of credits.", code="not_positive")
-    return _entry_apply(customer=customer, product=product, kind=LedgerEntry.Kind.USAGE, amount=-amount, reason=reason)
+    entry = _entry_apply(customer=customer, product=product, kind=LedgerEntry.Kind.USAGE, amount=-amount, reason=reason)
+    low_balance_check(customer=customer, product=product)
+    return entry
 
 
 @transaction.atomic
