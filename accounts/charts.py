@@ -5,8 +5,8 @@ import datetime
 import math
 from dataclasses import dataclass
 
-WIDTH, HEIGHT = 600, 180
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 12, 26  # room for the axis labels
+WIDTH, HEIGHT = 360, 150
+LEFT, RIGHT, TOP, BOTTOM = 34, 4, 10, 22  # room for the axis labels
 ZERO_MARK = 2.0
 
 
@@ -25,6 +25,7 @@ class Tick:
     x: float
     y: float
     label: str
+    anchor: str = "middle"  # SVG text-anchor
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ def bar_chart(days: list[tuple[datetime.date, int]]) -> BarChart:
     y_ticks = [Tick(x=LEFT - 6, y=round(baseline - plot_h * f, 2), label=f"{int(top * f):,}") for f in (0, 0.5, 1) if f == 0 or top * f == int(top * f)]
     x_ticks = []
     if days:
+        ends = {0: ("start", LEFT), len(days) - 1: ("end", WIDTH - RIGHT)}  # the end labels stay inside the box
         for i in sorted({0, len(days) // 2, len(days) - 1}):
-            x_ticks.append(Tick(x=round(LEFT + (i + 0.5) * slot, 2), y=HEIGHT - 8, label=days[i][0].strftime("%b %-d")))
+            anchor, x = ends.get(i, ("middle", LEFT + (i + 0.5) * slot))
+            x_ticks.append(Tick(x=round(x, 2), y=HEIGHT - 6, label=days[i][0].strftime("%b %-d"), anchor=anchor))
     return BarChart(
         width=WIDTH, height=HEIGHT, bars=bars, y_ticks=y_ticks, x_ticks=x_ticks,
         plot_left=LEFT, plot_right=WIDTH - RIGHT, baseline=baseline,
