@@ -73,11 +73,11 @@ def test_alice_sees_her_balances_credentials_and_purchases(alice_client, alice, 
 
     assert response.status_code == 200
     html = response.content.decode()
-    weather = re.search(r'id="product-weather".*?</article>', html, re.S).group(0)
+    weather = re.search(r'id="product-weather".*?</article>', html, re.DOTALL).group(0)
     assert re.search(r'data-testid="remaining">85<', weather)
     assert re.search(r'data-testid="granted">100<', weather)
     assert re.search(r'data-testid="used">15<', weather)
-    maps = re.search(r'id="product-maps".*?</article>', html, re.S).group(0)
+    maps = re.search(r'id="product-maps".*?</article>', html, re.DOTALL).group(0)
     assert re.search(r'data-testid="remaining">500<', maps)
     assert "2 credits per call" in maps
     assert alice.credential.client_id in html
@@ -328,7 +328,7 @@ def test_the_usage_chart_shows_30_days_of_own_usage_with_zeros(alice_client, ali
 
     html = alice_client.get(DASHBOARD).content.decode()
 
-    chart = re.search(r'id="product-weather".*?</figure>', html, re.S).group(0)
+    chart = re.search(r'id="product-weather".*?</figure>', html, re.DOTALL).group(0)
     assert "credits used per day, last 30 days" in chart
     assert "45 credits used in total" in chart  # 10 today + 30 + 5; not bob's 500, not the 999 of day 31
     assert len(re.findall(r"<rect ", chart)) == 30

@@ -111,11 +111,9 @@ def test_nothing_is_sent_when_the_usage_is_rolled_back(alice, products, purchase
     weather = products["weather"]
     purchase(alice, weather, 100)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError):
-            with transaction.atomic():
-                usage_record(customer=alice, product=weather, amount=99)
-                raise RuntimeError("the sync failed later in the same transaction")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        usage_record(customer=alice, product=weather, amount=99)
+        raise RuntimeError("the sync failed later in the same transaction")
 
     assert mailoutbox == []
     balance = balance_of(alice, weather)
