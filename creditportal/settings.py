@@ -5,6 +5,7 @@ ImproperlyConfigured error instead of an insecure default.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -162,3 +163,35 @@ PORTAL_BASE_URL = os.getenv("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("
 # AWS_ENDPOINT_URL itself, so a local moto server needs no setting here).
 MIRROR_TABLE = os.getenv("MIRROR_TABLE", "creditportal-mirror")
 AWS_REGION = os.getenv("AWS_REGION", os.getenv("AWS_DEFAULT_REGION", "us-east-1"))
+
+# --- Customer portal (accounts/urls.py at /account/) -----------------------
+
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "account_dashboard"
+LOGOUT_REDIRECT_URL = "account_login"
+
+# Login throttle: django-axes counts failed logins in Postgres (so every
+# Lambda instance sees the same counts), per account and, separately, per IP.
+# A successful login does not reset the counts on purpose: with per-IP
+# counting, an attacker's own good login would wipe the IP's failures.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses locked-out logins before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one trips it
+AXES_USERNAME_FORM_FIELD = "username"  # what AuthenticationForm posts (it holds the email)
+AXES_USERNAME_CALLABLE = "accounts.auth.login_throttle_username"
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the cool-off runs from the last real try
+AXES_LOCKOUT_CALLABLE = "accounts.auth.login_lockout_response"  # our page, with the cool-off in minutes
+AXES_HTTP_RESPONSE_CODE = 429
+
+# Low-balance email: sent once when a product's remaining credits fall below
+# this fraction of the customer's last purchase of it (at least 1 credit).
+LOW_BALANCE_FRACTION = float(os.getenv("LOW_BALANCE_FRACTION", "0.1"))
+# Where customers buy more credits (the low-balance email and the portal link to it).
+STORE_URL = os.getenv("STORE_URL", PORTAL_BASE_URL)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import Customer, User, normalize_email
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
 from ledger.emails import purchase_credits_added_message, purchase_welcome_message
+from ledger.low_balance import low_balance_check
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
 from ledger.selectors import product_by_ref
 
@@ -57,6 +58,8 @@ def _entry_apply(
         granted=F("granted") + granted_delta,
         used=F("used") + used_delta,
         version=F("version") + 1,
+        # More credits re-arm the low-balance email (see ledger/low_balance.py).
+        **({"low_balance_notified": None} if granted_delta > 0 else {}),
     )
     return entry
 
@@ -109,7 +112,9 @@ def usage_record(*, customer: Customer, product: Product, amount: int, reason: s
     """Record `amount` credits spent at the gate (they were spent already; this is bookkeeping)."""
     if amount <= 0:
         raise ValidationError("Usage must be a positive number of credits.", code="not_positive")
-    return _entry_apply(customer=customer, product=product, kind=LedgerEntry.Kind.USAGE, amount=-amount, reason=reason)
+    entry = _entry_apply(customer=customer, product=product, kind=LedgerEntry.Kind.USAGE, amount=-amount, reason=reason)
+    low_balance_check(customer=customer, product=product)
+    return entry
 
 
 @transaction.atomic

@@ -106,3 +106,58 @@ def zapier(client, django_capture_on_commit_callbacks):
             return client.post(ZAPIER_URL, body, content_type=content_type, **headers)
 
     return post
+
+# --- Customer portal -------------------------------------------------------
+
+
+@pytest.fixture
+def purchase(db):
+    """`purchase(customer, product, quantity, order_id=…)`: a store purchase granted through credits_grant."""
+    from ledger.models import Purchase
+    from ledger.services import credits_grant
+
+    def make(customer, product, quantity: int, order_id: str | None = None, days_ago: int = 0):
+        import datetime
+
+        from django.utils import timezone
+
+        row = Purchase.objects.create(
+            source=Purchase.Source.ZAPIER,
+            order_id=order_id or f"#{Purchase.objects.count() + 1001}",
+            email=customer.email,
+            name=customer.name,
+            product_ref=product.skus.first().sku,
+            quantity=quantity,
+            product=product,
+            customer=customer,
+            status=Purchase.Status.APPLIED,
+            received=timezone.now() - datetime.timedelta(days=days_ago),
+            applied=timezone.now(),
+        )
+        credits_grant(customer=customer, product=product, amount=quantity, purchase=row)
+        return row
+
+    return make
+
+
+@pytest.fixture
+def past_usage(db):
+    """`past_usage(customer, product, {days_ago: credits})`: usage on earlier days, as sync_usage would
+    have recorded it then. usage_record stamps entries with the current time, so this writes the same
+    two rows it would (an appended ledger entry, the balance's `used`) with an earlier `created`."""
+    import datetime
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from ledger.models import Balance, LedgerEntry
+
+    def make(customer, product, by_day: dict[int, int]) -> None:
+        for days_ago, credits in by_day.items():
+            when = timezone.now() - datetime.timedelta(days=days_ago)
+            LedgerEntry.objects.create(
+                customer=customer, product=product, kind=LedgerEntry.Kind.USAGE, amount=-credits, created=when
+            )
+            Balance.objects.filter(customer=customer, product=product).update(used=F("used") + credits)
+
+    return make

@@ -1,0 +1,193 @@
+"""The customer portal at /account/. Views are thin: reads come from
+accounts/selectors.py, writes go through accounts/services.py.
+
+No URL carries anything another customer could swap in to see or change their
+things: credentials are looked up by client id *within the logged-in user's
+customer*, so a foreign client id is a 404 and changes nothing."""
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import selectors, services
+from accounts.auth import LoginForm, PasswordResetForm
+from accounts.charts import bar_chart
+from accounts.models import Credential, Customer
+
+# Where a just-made secret waits for the one page view that shows it.
+NEW_SECRET_SESSION_KEY = "portal_new_secret"
+MAX_ACTIVE_CREDENTIALS = 5
+RECENT_PURCHASES = 10
+USAGE_DAYS = 30
+
+
+def customer_required(view):
+    """Logged-in customers get the view with their Customer; staff go to admin;
+    a login without a customer gets a page that says so."""
+
+    @wraps(view)
+    @never_cache  # these pages show secrets and balances: no browser or proxy cache
+    @login_required
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_staff:
+            return redirect("admin:index")
+        customer = selectors.customer_for_user(user=request.user)
+        if customer is None:
+            return render(request, "accounts/no_customer.html", status=403)
+        return view(request, customer, *args, **kwargs)
+
+    return wrapper
+
+
+def _own_credential(customer: Customer, client_id: str) -> Credential:
+    credential = selectors.credential_get(customer=customer, client_id=client_id)
+    if credential is None:
+        raise Http404("No such credential.")
+    return credential
+
+
+@customer_required
+@require_http_methods(["GET", "HEAD"])
+def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
+    new_secret = request.session.pop(NEW_SECRET_SESSION_KEY, None)  # shown this once, then gone
+    balances = list(selectors.balance_list(customer=customer))
+    usage = selectors.usage_daily(customer=customer, products=[b.product for b in balances], days=USAGE_DAYS)
+    credentials = list(selectors.credential_list(customer=customer))
+    active = [c for c in credentials if not c.is_revoked]
+    return render(
+        request,
+        "accounts/dashboard.html",
+        {
+            "customer": customer,
+            "new_secret": new_secret,
+            "panels": [
+                {
+                    "balance": b,
+                    "usage": u,
+                    "chart": bar_chart(u.days),
+                    "percent_left": max(0, min(100, round(100 * b.remaining / b.granted))) if b.granted > 0 else 0,
+                    "low": b.remaining <= 0 or b.low_balance_notified is not None,
+                }
+                for b, u in zip(balances, usage, strict=True)
+            ],
+            "read_at": timezone.now(),
+            "usage_days": USAGE_DAYS,
+            "credentials": credentials,
+            "can_add_credential": len(active) < MAX_ACTIVE_CREDENTIALS,
+            "example_client_id": active[0].client_id if active else "YOUR_CLIENT_ID",
+            "token_url": f"{settings.PORTAL_BASE_URL}/api/token/",
+            "purchases": selectors.purchase_list_recent(customer=customer, limit=RECENT_PURCHASES),
+            "store_url": settings.STORE_URL,
+        },
+    )
+
+
+@customer_required
+@require_http_methods(["GET", "POST"])
+def credential_rotate(request: HttpRequest, customer: Customer, client_id: str) -> HttpResponse:
+    """GET asks to confirm; POST rotates and shows the new secret once on the dashboard."""
+    credential = _own_credential(customer, client_id)
+    if request.method == "POST":
+        try:
+            secret = services.credential_rotate(credential=credential)
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            request.session[NEW_SECRET_SESSION_KEY] = {"client_id": credential.client_id, "secret": secret, "rotated": True}
+        return redirect("account_dashboard")
+    if credential.is_revoked:
+        messages.error(request, f"{credential.client_id} is revoked: it cannot be rotated.")
+        return redirect("account_dashboard")
+    return render(request, "accounts/credential_confirm.html", {"credential": credential, "action": "rotate"})
+
+
+@customer_required
+@require_http_methods(["GET", "POST"])
+def credential_revoke(request: HttpRequest, customer: Customer, client_id: str) -> HttpResponse:
+    """GET asks to confirm; POST revokes: no new tokens, and issued ones are refused at their next call."""
+    credential = _own_credential(customer, client_id)
+    if request.method == "POST":
+        services.credential_revoke(credential=credential)
+        messages.success(
+            request, f"{credential.client_id} is revoked: it gets no new tokens, and its tokens are refused from the next call."
+        )
+        return redirect("account_dashboard")
+    if credential.is_revoked:
+        messages.info(request, f"{credential.client_id} is already revoked.")
+        return redirect("account_dashboard")
+    others = sum(1 for c in selectors.credential_list(customer=customer) if not c.is_revoked and c.pk != credential.pk)
+    return render(
+        request, "accounts/credential_confirm.html", {"credential": credential, "action": "revoke", "last_one": others == 0}
+    )
+
+
+@customer_required
+@require_POST
+def credential_add(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """A new client id and secret, e.g. after revoking the last one."""
+    active = sum(1 for c in selectors.credential_list(customer=customer) if not c.is_revoked)
+    if active >= MAX_ACTIVE_CREDENTIALS:
+        messages.error(request, f"You already have {active} active credentials; revoke one before adding another.")
+        return redirect("account_dashboard")
+    credential, secret = services.credential_create(customer=customer)
+    request.session[NEW_SECRET_SESSION_KEY] = {"client_id": credential.client_id, "secret": secret, "rotated": False}
+    return redirect("account_dashboard")
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = "account_login"
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out.")
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetForm
+    template_name = "accounts/password_reset_form.html"
+    subject_template_name = "emails/password_reset_subject.txt"
+    email_template_name = "emails/password_reset.txt"
+    html_email_template_name = "emails/password_reset.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Where the welcome email's link lands: "set your password" for a new customer,
+    "choose a new password" after a reset. Logs the customer in when done."""
+
+    template_name = "accounts/password_reset_confirm.html"
+    post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+    success_url = reverse_lazy("account_dashboard")
+
+    def form_valid(self, form):
+        first = not self.user.has_usable_password()
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password is set. Welcome!" if first else "Your new password is set.")
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change_form.html"
+    success_url = reverse_lazy("account_dashboard")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password is changed.")
+        return response
