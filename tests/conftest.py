@@ -77,3 +77,36 @@ def staff(db):
     from accounts.models import User
 
     return User.objects.create_user("staff@creditportal.test", "staff password 123", name="Sam Staff", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jwt_keys():
+    """A token signing key pair for the whole session, put where JWT_PRIVATE_KEY and
+    JWT_PUBLIC_KEY would (settings.SIMPLE_JWT). Issue tokens with accounts.tokens.token_issue,
+    or sign your own with `private_pem`; verifiers get `public_pem`.
+    Attributes: algorithm, private_pem, public_pem, kid, issuer, audience, leeway."""
+    from types import SimpleNamespace
+
+    from django.conf import settings
+    from django.test import override_settings
+
+    from accounts import keys
+
+    algorithm = "ES256"
+    private_pem = keys.private_key_generate(algorithm)
+    public_pem = keys.public_pem(private_pem)
+    override = override_settings(
+        SIMPLE_JWT={**settings.SIMPLE_JWT, "ALGORITHM": algorithm, "SIGNING_KEY": private_pem, "VERIFYING_KEY": public_pem}
+    )
+    override.enable()
+    conf = settings.SIMPLE_JWT
+    yield SimpleNamespace(
+        algorithm=algorithm,
+        private_pem=private_pem,
+        public_pem=public_pem,
+        kid=keys.keyring().kid,
+        issuer=conf["ISSUER"],
+        audience=conf["AUDIENCE"],
+        leeway=conf["LEEWAY"],
+    )
+    override.disable()
