@@ -77,23 +77,30 @@ def _client_credentials(request: Request, params: dict[str, str]) -> tuple[str, 
     if header:
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            raise OAuthError("invalid_client", "Authenticate with HTTP Basic, or with client_id and client_secret in the body.")
+            raise OAuthError(
+                "invalid_client", "Authenticate with HTTP Basic, or with client_id and client_secret in the body."
+            )
         try:
             client_id, colon, client_secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
             if not colon:
                 raise ValueError("no colon")
         except ValueError:
-            raise OAuthError("invalid_client", "The Basic credentials are not base64 of client_id:client_secret.") from None
+            raise OAuthError(
+                "invalid_client", "The Basic credentials are not base64 of client_id:client_secret."
+            ) from None
         # Basic carries the form-encoded id and secret.
         client_id, client_secret = unquote_plus(client_id), unquote_plus(client_secret)
         if "client_secret" in params or params.get("client_id", client_id) != client_id:
-            raise OAuthError("invalid_request", "Send the client credentials one way: HTTP Basic or the body, not both.")
+            raise OAuthError(
+                "invalid_request", "Send the client credentials one way: HTTP Basic or the body, not both."
+            )
         return client_id, client_secret
 
     client_id, client_secret = params.get("client_id"), params.get("client_secret")
     if not client_id and not client_secret:
         raise OAuthError(
-            "invalid_client", "No client authentication: send client_id and client_secret, in the body or with HTTP Basic."
+            "invalid_client",
+            "No client authentication: send client_id and client_secret, in the body or with HTTP Basic.",
         )
     for name, value in [("client_id", client_id), ("client_secret", client_secret)]:
         if not value:
@@ -115,8 +122,8 @@ class TokenView(APIView):
             advice = " Rotate this client secret: it has been exposed." if "client_secret" in leaked else ""
             raise OAuthError(
                 "invalid_request",
-                f"{' and '.join(leaked)} must not be sent in the URL, where access logs and proxies keep them: "
-                f"send them in the POST body or with HTTP Basic.{advice}",
+                f"Client credentials must not be sent in the URL (here: {' and '.join(leaked)}), where access logs "
+                f"and proxies keep them: send them in the POST body or with HTTP Basic.{advice}",
             )
 
     def post(self, request: Request) -> Response:
@@ -149,7 +156,9 @@ class TokenView(APIView):
         if isinstance(exc, ParseError):
             exc = OAuthError("invalid_request", f"The body could not be read: {exc.detail}")
         elif isinstance(exc, UnsupportedMediaType):
-            exc = OAuthError("invalid_request", "Send the parameters form-encoded (application/x-www-form-urlencoded) or as JSON.")
+            exc = OAuthError(
+                "invalid_request", "Send the parameters form-encoded (application/x-www-form-urlencoded) or as JSON."
+            )
         if isinstance(exc, OAuthError):
             return exc.response()
         return super().handle_exception(exc)

@@ -82,9 +82,11 @@ def public_key(private_pem: str) -> Any:
 
 def public_pem(private_pem: str) -> str:
     """The public half of a PEM private key, as PEM."""
-    return public_key(private_pem).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        public_key(private_pem)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _check_fits(key: Any, algorithm: str, variable: str) -> None:

@@ -97,7 +97,10 @@ def credential_authenticate(*, client_id: str, client_secret: str) -> Credential
     """
     credential = None
     if _CLIENT_ID.fullmatch(client_id):
-        credential = Credential.objects.select_related("customer").filter(client_id=client_id).first()
+        try:
+            credential = Credential.objects.select_related("customer").get(client_id=client_id)
+        except Credential.DoesNotExist:
+            pass
     if credential is None:
         hmac.compare_digest(_NO_SUCH_HASH, hash_secret(client_secret))
         return None
@@ -115,7 +118,9 @@ def token_issue(*, credential: Credential, scope: list[str] | None = None) -> tu
     """
     customer = credential.customer
     if credential.is_revoked:
-        raise ValidationError("This client id was revoked. Create a new credential in the portal.", code="invalid_client")
+        raise ValidationError(
+            "This client id was revoked. Create a new credential in the portal.", code="invalid_client"
+        )
     if not customer.is_active:
         raise ValidationError("This customer account is suspended.", code="invalid_client")
     owned = set(Balance.objects.filter(customer=customer).values_list("product__slug", flat=True))

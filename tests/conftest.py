@@ -95,9 +95,8 @@ def jwt_keys():
     algorithm = "ES256"
     private_pem = keys.private_key_generate(algorithm)
     public_pem = keys.public_pem(private_pem)
-    override = override_settings(
-        SIMPLE_JWT={**settings.SIMPLE_JWT, "ALGORITHM": algorithm, "SIGNING_KEY": private_pem, "VERIFYING_KEY": public_pem}
-    )
+    keyed = {"ALGORITHM": algorithm, "SIGNING_KEY": private_pem, "VERIFYING_KEY": public_pem}
+    override = override_settings(SIMPLE_JWT={**settings.SIMPLE_JWT, **keyed})
     override.enable()
     conf = settings.SIMPLE_JWT
     yield SimpleNamespace(

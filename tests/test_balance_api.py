@@ -38,7 +38,11 @@ def bob_credits(bob, products):
 
 
 def get_token(client, customer, **more) -> str:
-    data = {"grant_type": "client_credentials", "client_id": customer.credential.client_id, "client_secret": customer.secret}
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": customer.credential.client_id,
+        "client_secret": customer.secret,
+    }
     response = client.post("/api/token/", urlencode({**data, **more}), content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200, response.content
     return response.json()["access_token"]
@@ -150,7 +154,9 @@ def test_no_token_is_401_with_a_bearer_challenge(client, alice_credits):
 
 
 def test_basic_credentials_are_not_a_token(client, alice_credits):
-    header = "Basic " + base64.b64encode(f"{alice_credits.credential.client_id}:{alice_credits.secret}".encode()).decode()
+    header = (
+        "Basic " + base64.b64encode(f"{alice_credits.credential.client_id}:{alice_credits.secret}".encode()).decode()
+    )
     response = client.get(URL, HTTP_AUTHORIZATION=header)
 
     assert response.status_code == 401

@@ -18,7 +18,11 @@ def alice_credits(alice, products):
 
 
 def get_token(client, customer) -> str:
-    data = {"grant_type": "client_credentials", "client_id": customer.credential.client_id, "client_secret": customer.secret}
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": customer.credential.client_id,
+        "client_secret": customer.secret,
+    }
     response = client.post("/api/token/", urlencode(data), content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200, response.content
     return response.json()["access_token"]

@@ -38,7 +38,12 @@ def basic(client_id, secret):
 
 
 def creds(customer, **more):
-    return {"grant_type": "client_credentials", "client_id": customer.credential.client_id, "client_secret": customer.secret, **more}
+    return {
+        "grant_type": "client_credentials",
+        "client_id": customer.credential.client_id,
+        "client_secret": customer.secret,
+        **more,
+    }
 
 
 def claims_of(response, jwt_keys):
@@ -89,7 +94,9 @@ def test_it_issues_a_token_for_credentials_in_a_json_body(client, alice_credits,
 
 
 def test_it_issues_a_token_for_http_basic_credentials(client, alice_credits, jwt_keys):
-    response = form(client, {"grant_type": "client_credentials"}, **basic(alice_credits.credential.client_id, alice_credits.secret))
+    response = form(
+        client, {"grant_type": "client_credentials"}, **basic(alice_credits.credential.client_id, alice_credits.secret)
+    )
     assert_issued(response, jwt_keys)
 
 
@@ -151,7 +158,9 @@ def test_a_product_used_up_is_still_in_scope(client, alice_credits, products, jw
     assert_issued(form(client, creds(alice_credits)), jwt_keys, scope="maps weather")  # the gate says no, per call
 
 
-@pytest.mark.parametrize("scope, granted", [("weather", "weather"), ("maps  weather maps", "maps weather"), ("maps", "maps")])
+@pytest.mark.parametrize(
+    "scope, granted", [("weather", "weather"), ("maps  weather maps", "maps weather"), ("maps", "maps")]
+)
 def test_a_scope_narrows_the_token(client, alice_credits, jwt_keys, scope, granted):
     assert_issued(form(client, creds(alice_credits, scope=scope)), jwt_keys, scope=granted)
 
@@ -204,12 +213,16 @@ def test_half_the_credentials_is_invalid_request(client, alice_credits, missing)
 
 
 def test_no_credentials_at_all_is_invalid_client(client, alice_credits):
-    assert_refused(form(client, {"grant_type": "client_credentials"}), 401, "invalid_client", says="No client authentication")
+    assert_refused(
+        form(client, {"grant_type": "client_credentials"}), 401, "invalid_client", says="No client authentication"
+    )
 
 
 def test_a_wrong_secret_is_invalid_client(client, alice_credits, bob):
     wrong = assert_refused(form(client, creds(alice_credits, client_secret=bob.secret)), 401, "invalid_client")
-    unknown = assert_refused(form(client, creds(alice_credits, client_id="cli_nosuchclient2345678")), 401, "invalid_client")
+    unknown = assert_refused(
+        form(client, creds(alice_credits, client_id="cli_nosuchclient2345678")), 401, "invalid_client"
+    )
     assert wrong == unknown == "Unknown client id or wrong client secret."  # which one it was is not said
 
 
@@ -264,7 +277,9 @@ def test_a_get_without_credentials_is_method_not_allowed(client):
 
 def test_a_repeated_parameter_is_invalid_request(client, alice_credits):
     body = urlencode(creds(alice_credits)) + "&client_id=cli_another"
-    assert_refused(client.post(URL, body, content_type=FORM), 400, "invalid_request", says="client_id is sent more than once")
+    assert_refused(
+        client.post(URL, body, content_type=FORM), 400, "invalid_request", says="client_id is sent more than once"
+    )
 
 
 @pytest.mark.parametrize(
