@@ -28,7 +28,7 @@ def _reason(error: TokenError) -> str:
     """The most specific message in the chain (simplejwt wraps PyJWT's and ours in "Token is invalid")."""
     while error.__cause__ is not None:
         error = error.__cause__
-    return str(error.args[0] if error.args else error)
+    return str(error.args[0] if error.args else error).rstrip(".")
 
 
 class AccessTokenAuthentication(BaseAuthentication):

@@ -198,10 +198,6 @@ class AccessTokenBackend(TokenBackend):
         super().__init__(keys.algorithm, signing_key=None, audience=audience, issuer=issuer, leeway=leeway)
         self.keys = keys
 
-    @property
-    def prepared_signing_key(self) -> Any:
-        return self.keys.signing_key
-
     def encode(self, payload: dict[str, Any]) -> str:
         payload = {**payload, "iss": self.issuer, "aud": self.audience}
         return jwt.encode(

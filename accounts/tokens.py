@@ -32,6 +32,11 @@ from ledger.models import Balance
 
 CLAIMS = ("iss", "aud", "sub", "client_id", "ver", "scope", "iat", "exp", "jti")
 _CLIENT_ID = re.compile(r"cli_[a-z0-9]{1,64}")
+_CLAIM_FORMATS = [
+    ("sub", re.compile(r"cus_[a-z0-9]{1,64}"), "a customer id (cus_...)"),
+    ("client_id", _CLIENT_ID, "a client id (cli_...)"),
+    ("scope", re.compile(r"[-a-zA-Z0-9_]+( [-a-zA-Z0-9_]+)*"), "product slugs separated by spaces"),
+]
 _NO_SUCH_HASH = "0" * 64
 
 
@@ -76,9 +81,12 @@ class AccessToken(Token):
         missing = [claim for claim in CLAIMS if claim not in self.payload]
         if missing:
             raise TokenError(f"Token has no {', '.join(missing)} claim")
-        for claim, kind in [("sub", str), ("client_id", str), ("scope", str), ("ver", int)]:
-            if type(self.payload[claim]) is not kind:
-                raise TokenError(f"Token claim {claim} is not a {kind.__name__}")
+        if type(self.payload["ver"]) is not int:
+            raise TokenError("Token claim ver is not an integer")
+        for claim, pattern, what in _CLAIM_FORMATS:
+            value = self.payload[claim]
+            if not isinstance(value, str) or not pattern.fullmatch(value):
+                raise TokenError(f"Token claim {claim} is not {what}")
 
     def verify_token_type(self) -> None:
         pass  # the backend checked the header's typ

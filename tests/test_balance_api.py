@@ -220,7 +220,10 @@ def test_a_token_with_another_algorithm_is_refused(client, alice_credits, jwt_ke
         ({"ver": None}, "no ver claim"),
         ({"scope": None, "ver": None}, "no ver, scope claim"),
         ({"jti": None}, "no id"),
-        ({"ver": "1"}, "ver is not a int"),
+        ({"ver": "1"}, "ver is not an integer"),
+        ({"client_id": "cli_\x00"}, "client_id is not a client id"),
+        ({"scope": ["maps"]}, "scope is not product slugs"),
+        ({"sub": 42}, "Subject must be a string"),
     ],
 )
 def test_a_token_off_the_contract_is_refused(client, alice_credits, jwt_keys, changes, says):
