@@ -151,7 +151,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="requests per endpoint (default 3000)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent client threads (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
-    parser.add_argument("--rounds", type=int, default=10, help="alternations of the two endpoints (default 10)")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations of the endpoints (default 10)")
+    parser.add_argument(
+        "--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE of the server (default 60: persistent)"
+    )
     args = parser.parse_args()
 
     database_url = bench_database_url()
@@ -167,7 +170,7 @@ def main() -> None:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "DATABASE_CONN_MAX_AGE": "60",  # persistent connections, as production runs
+        "DATABASE_CONN_MAX_AGE": str(args.conn_max_age),
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench-secret-key",
         "CREDENTIAL_HASH_KEY": "bench-credential-hash-key",
@@ -238,7 +241,8 @@ def main() -> None:
     rate = {name: count / seconds for name, seconds in totals.items()}
     print()
     print(f"gunicorn {args.workers} sync workers, {args.threads} client threads (http.client, new connection each),")
-    print(f"{count} requests per endpoint in {args.rounds} alternating rounds, on {os.cpu_count()} CPUs")
+    print(f"{count} requests per endpoint in {args.rounds} alternating rounds, on {os.cpu_count()} CPUs,")
+    print(f"DATABASE_CONN_MAX_AGE={args.conn_max_age}")
     print(f"  GET  /api/health/   {rate['health']:8.1f} requests/s  (JSON, no database: the baseline)")
     print(f"  POST /api/token/    {rate['token']:8.1f} requests/s  (one keyed hash, 2 SELECTs, ES256 signature)")
     print(
@@ -253,7 +257,7 @@ def main() -> None:
     print()
     command = [f"DATABASE_URL={DATABASE_URL}", ".venv/bin/python", "bench/token_throughput.py"]
     command += ["--requests", str(args.requests), "--threads", str(args.threads), "--workers", str(args.workers)]
-    command += ["--rounds", str(args.rounds)]
+    command += ["--rounds", str(args.rounds), "--conn-max-age", str(args.conn_max_age)]
     print("reproduce: " + " ".join(shlex.quote(part) for part in command))
 
 
