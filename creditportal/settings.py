@@ -195,3 +195,42 @@ AXES_HTTP_RESPONSE_CODE = 429
 LOW_BALANCE_FRACTION = float(os.getenv("LOW_BALANCE_FRACTION", "0.1"))
 # Where customers buy more credits (the low-balance email and the portal link to it).
 STORE_URL = os.getenv("STORE_URL", PORTAL_BASE_URL)
+
+# --- Access tokens: POST /api/token/, /.well-known/jwks.json, the balance API ---
+# The contract (header, claims, checks) is in accounts/tokens.py and README "API access".
+# simplejwt reads SIMPLE_JWT; accounts/keys.py turns its keys into a keyring.
+
+
+def envpem(name: str) -> str:
+    """PEM text from NAME, or from the file named by NAME_FILE; "" if neither.
+
+    A missing key is an error when it is first needed (accounts/keys.py says which
+    variable is missing), so tests can supply keys after settings are loaded.
+    Literal "\\n" sequences are read as newlines, for platforms with one-line variables.
+    """
+    value = os.getenv(name, "")
+    if not value and os.getenv(f"{name}_FILE"):
+        value = Path(os.environ[f"{name}_FILE"]).read_text()
+    return value.replace("\\n", "\n").strip()
+
+
+# DEBUG only, when no keys are configured: a development key pair is generated
+# here once, outside the repository.
+JWT_DEV_KEY_DIR = Path(os.getenv("JWT_DEV_KEY_DIR", "~/.local/share/creditportal/dev-jwt")).expanduser()
+
+SIMPLE_JWT = {
+    "ALGORITHM": os.getenv("JWT_ALGORITHM", "ES256"),  # ES256 or RS256; verifiers pin it
+    # Signs tokens (Django only).
+    "SIGNING_KEY": envpem("JWT_PRIVATE_KEY"),
+    # One or more PEM public keys, concatenated: every one is accepted (chosen by
+    # the token's kid), so the signing key can rotate without downtime.
+    "VERIFYING_KEY": envpem("JWT_PUBLIC_KEY"),
+    "ISSUER": os.getenv("JWT_ISSUER", "creditportal"),
+    "AUDIENCE": os.getenv("JWT_AUDIENCE", "creditportal-api"),
+    "LEEWAY": envint("JWT_LEEWAY", "5"),  # seconds of clock skew allowed on exp and iat
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),  # part of the contract: expires_in is 300
+    "JTI_CLAIM": "jti",
+    # A machine token has no user and needs no type claim: the header's
+    # typ "at+jwt" (RFC 9068) says what it is.
+    "TOKEN_TYPE_CLAIM": None,
+}

@@ -4,9 +4,16 @@ from django.views.generic import RedirectView
 
 from ledger.views import ZapierPurchaseView
 
+from accounts.api import BalanceView, TokenView, jwks
+from creditportal.views import health
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/purchases/zapier/", ZapierPurchaseView.as_view(), name="purchases_zapier"),
     path("account/", include("accounts.urls")),
     path("", RedirectView.as_view(pattern_name="account_dashboard", permanent=False)),
+    path("api/health/", health, name="health"),
+    path("api/token/", TokenView.as_view(), name="token"),
+    path("api/balance/", BalanceView.as_view(), name="balance"),
+    path(".well-known/jwks.json", jwks, name="jwks"),
 ]

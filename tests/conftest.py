@@ -161,3 +161,34 @@ def past_usage(db):
             Balance.objects.filter(customer=customer, product=product).update(used=F("used") + credits)
 
     return make
+
+@pytest.fixture(scope="session", autouse=True)
+def jwt_keys():
+    """A token signing key pair for the whole session, put where JWT_PRIVATE_KEY and
+    JWT_PUBLIC_KEY would (settings.SIMPLE_JWT). Issue tokens with accounts.tokens.token_issue,
+    or sign your own with `private_pem`; verifiers get `public_pem`.
+    Attributes: algorithm, private_pem, public_pem, kid, issuer, audience, leeway."""
+    from types import SimpleNamespace
+
+    from django.conf import settings
+    from django.test import override_settings
+
+    from accounts import keys
+
+    algorithm = "ES256"
+    private_pem = keys.private_key_generate(algorithm)
+    public_pem = keys.public_pem(private_pem)
+    keyed = {"ALGORITHM": algorithm, "SIGNING_KEY": private_pem, "VERIFYING_KEY": public_pem}
+    override = override_settings(SIMPLE_JWT={**settings.SIMPLE_JWT, **keyed})
+    override.enable()
+    conf = settings.SIMPLE_JWT
+    yield SimpleNamespace(
+        algorithm=algorithm,
+        private_pem=private_pem,
+        public_pem=public_pem,
+        kid=keys.keyring().kid,
+        issuer=conf["ISSUER"],
+        audience=conf["AUDIENCE"],
+        leeway=conf["LEEWAY"],
+    )
+    override.disable()

@@ -1,0 +1,325 @@
+"""POST /api/token/: the client credentials grant, every way to ask and every way to be refused."""
+
+import base64
+import json
+import re
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.services import credential_revoke, credential_rotate, customer_suspend
+from accounts.tokens import CLAIMS
+from ledger.services import credits_grant, product_upsert
+
+URL = "/api/token/"
+FORM = "application/x-www-form-urlencoded"
+# RFC 6749 section 5.2: what error_description may contain.
+DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
+
+
+@pytest.fixture
+def alice_credits(alice, products):
+    """Alice has bought weather and maps credits; a third product exists that she has not bought."""
+    credits_grant(customer=alice, product=products["weather"], amount=100)
+    credits_grant(customer=alice, product=products["maps"], amount=50)
+    product_upsert(slug="geo", name="Geo API", api_ids=["geo0000001"])
+    return alice
+
+
+def form(client, data, **extra):
+    return client.post(URL, urlencode(data), content_type=FORM, **extra)
+
+
+def basic(client_id, secret):
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def creds(customer, **more):
+    return {
+        "grant_type": "client_credentials",
+        "client_id": customer.credential.client_id,
+        "client_secret": customer.secret,
+        **more,
+    }
+
+
+def claims_of(response, jwt_keys):
+    return jwt.decode(
+        response.json()["access_token"],
+        jwt_keys.public_pem,
+        algorithms=[jwt_keys.algorithm],
+        audience=jwt_keys.audience,
+        issuer=jwt_keys.issuer,
+    )
+
+
+def assert_refused(response, status, error, *, says=""):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error", "error_description"}
+    assert body["error"] == error
+    assert DESCRIPTION.fullmatch(body["error_description"]), body["error_description"]
+    assert says in body["error_description"]
+    assert response["Cache-Control"] == "no-store"
+    assert response["Pragma"] == "no-cache"
+    if status == 401:
+        assert response["WWW-Authenticate"] == 'Basic realm="creditportal"'
+    return body["error_description"]
+
+
+def assert_issued(response, jwt_keys, scope="maps weather"):
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
+    assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 300, scope)
+    assert response["Cache-Control"] == "no-store"
+    assert response["Pragma"] == "no-cache"
+    claims = claims_of(response, jwt_keys)
+    assert claims["scope"] == scope
+    return claims
+
+
+# --- getting a token ---------------------------------------------------------------------------
+
+
+def test_it_issues_a_token_for_credentials_in_a_form_body(client, alice_credits, jwt_keys):
+    assert_issued(form(client, creds(alice_credits)), jwt_keys)
+
+
+def test_it_issues_a_token_for_credentials_in_a_json_body(client, alice_credits, jwt_keys):
+    assert_issued(client.post(URL, creds(alice_credits), content_type="application/json"), jwt_keys)
+
+
+def test_it_issues_a_token_for_http_basic_credentials(client, alice_credits, jwt_keys):
+    response = form(
+        client, {"grant_type": "client_credentials"}, **basic(alice_credits.credential.client_id, alice_credits.secret)
+    )
+    assert_issued(response, jwt_keys)
+
+
+def test_basic_credentials_are_form_decoded_as_rfc_6749_says(client, alice_credits, jwt_keys):
+    # Our ids and secrets need no escaping, but a client that escapes everything still gets in.
+    escaped = lambda s: "".join(f"%{b:02X}" for b in s.encode())  # noqa: E731
+    response = form(
+        client,
+        {"grant_type": "client_credentials"},
+        **basic(escaped(alice_credits.credential.client_id), escaped(alice_credits.secret)),
+    )
+    assert_issued(response, jwt_keys)
+
+
+def test_basic_with_the_same_client_id_in_the_body_is_fine(client, alice_credits, jwt_keys):
+    response = form(
+        client,
+        {"grant_type": "client_credentials", "client_id": alice_credits.credential.client_id},
+        **basic(alice_credits.credential.client_id, alice_credits.secret),
+    )
+    assert_issued(response, jwt_keys)
+
+
+def test_the_token_carries_exactly_the_contract(client, alice_credits, jwt_keys):
+    response = form(client, creds(alice_credits))
+
+    claims = assert_issued(response, jwt_keys)
+    token = response.json()["access_token"]
+    assert jwt.get_unverified_header(token) == {"alg": "ES256", "typ": "at+jwt", "kid": jwt_keys.kid}
+    assert set(claims) == set(CLAIMS)
+    assert claims["iss"] == "creditportal"
+    assert claims["aud"] == "creditportal-api"
+    assert claims["sub"] == alice_credits.public_id and claims["sub"].startswith("cus_")
+    assert claims["client_id"] == alice_credits.credential.client_id
+    assert claims["ver"] == alice_credits.credential.secret_version == 1
+    assert claims["exp"] - claims["iat"] == 300
+    assert re.fullmatch(r"[0-9a-f]{32}", claims["jti"])
+    payload = base64.urlsafe_b64decode(token.split(".")[1] + "==").decode()
+    for secret in [alice_credits.secret, alice_credits.credential.secret_hash, alice_credits.credential.secret_last4]:
+        assert secret not in payload
+
+
+def test_every_token_has_its_own_jti(client, alice_credits, jwt_keys):
+    jtis = {claims_of(form(client, creds(alice_credits)), jwt_keys)["jti"] for _ in range(3)}
+    assert len(jtis) == 3
+
+
+def test_a_token_names_exactly_the_customers_products(client, alice_credits, bob, products, jwt_keys):
+    credits_grant(customer=bob, product=products["maps"], amount=10)
+
+    assert_issued(form(client, creds(alice_credits)), jwt_keys, scope="maps weather")  # not geo, never bought
+    assert_issued(form(client, creds(bob)), jwt_keys, scope="maps")
+
+
+def test_a_product_used_up_is_still_in_scope(client, alice_credits, products, jwt_keys):
+    from ledger.services import usage_record
+
+    usage_record(customer=alice_credits, product=products["weather"], amount=100)
+    assert_issued(form(client, creds(alice_credits)), jwt_keys, scope="maps weather")  # the gate says no, per call
+
+
+@pytest.mark.parametrize(
+    "scope, granted", [("weather", "weather"), ("maps  weather maps", "maps weather"), ("maps", "maps")]
+)
+def test_a_scope_narrows_the_token(client, alice_credits, jwt_keys, scope, granted):
+    assert_issued(form(client, creds(alice_credits, scope=scope)), jwt_keys, scope=granted)
+
+
+def test_an_empty_scope_counts_as_no_scope(client, alice_credits, jwt_keys):
+    assert_issued(form(client, creds(alice_credits, scope="")), jwt_keys, scope="maps weather")
+
+
+def test_issuing_a_token_writes_nothing(client, alice_credits, jwt_keys):
+    with CaptureQueriesContext(connection) as queries:
+        assert_issued(form(client, creds(alice_credits)), jwt_keys)
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert set(statements) <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
+    assert statements.count("SELECT") == 2  # the credential with its customer; the customer's products
+
+
+# --- refused -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope, says", [("geo", "geo"), ("nosuchthing maps", "nosuchthing"), ("WEATHER", "WEATHER")])
+def test_a_scope_beyond_the_customers_products_is_invalid_scope(client, alice_credits, scope, says):
+    description = assert_refused(form(client, creds(alice_credits, scope=scope)), 400, "invalid_scope", says=says)
+    assert "The products are: maps, weather" in description
+
+
+def test_a_scope_with_characters_that_cannot_be_echoed_is_refused_cleanly(client, alice_credits):
+    assert_refused(form(client, creds(alice_credits, scope='we"ather\\ é')), 400, "invalid_scope")
+
+
+def test_a_customer_without_products_gets_invalid_scope_saying_why(client, alice):
+    assert_refused(form(client, creds(alice)), 400, "invalid_scope", says="no products yet")
+
+
+def test_a_missing_grant_type_is_invalid_request(client, alice_credits):
+    data = creds(alice_credits)
+    del data["grant_type"]
+    assert_refused(form(client, data), 400, "invalid_request", says="grant_type is missing")
+
+
+@pytest.mark.parametrize("grant_type", ["password", "authorization_code", "refresh_token", "CLIENT_CREDENTIALS"])
+def test_another_grant_type_is_unsupported(client, alice_credits, grant_type):
+    assert_refused(form(client, creds(alice_credits, grant_type=grant_type)), 400, "unsupported_grant_type")
+
+
+@pytest.mark.parametrize("missing", ["client_id", "client_secret"])
+def test_half_the_credentials_is_invalid_request(client, alice_credits, missing):
+    data = creds(alice_credits)
+    del data[missing]
+    assert_refused(form(client, data), 400, "invalid_request", says=f"{missing} is missing")
+
+
+def test_no_credentials_at_all_is_invalid_client(client, alice_credits):
+    assert_refused(
+        form(client, {"grant_type": "client_credentials"}), 401, "invalid_client", says="No client authentication"
+    )
+
+
+def test_a_wrong_secret_is_invalid_client(client, alice_credits, bob):
+    wrong = assert_refused(form(client, creds(alice_credits, client_secret=bob.secret)), 401, "invalid_client")
+    unknown = assert_refused(
+        form(client, creds(alice_credits, client_id="cli_nosuchclient2345678")), 401, "invalid_client"
+    )
+    assert wrong == unknown == "Unknown client id or wrong client secret."  # which one it was is not said
+
+
+def test_a_wrong_basic_secret_is_invalid_client_with_a_basic_challenge(client, alice_credits):
+    response = form(client, {"grant_type": "client_credentials"}, **basic(alice_credits.credential.client_id, "wrong"))
+    assert_refused(response, 401, "invalid_client")
+
+
+@pytest.mark.parametrize("header", ["Basic !!!notbase64", "Basic " + base64.b64encode(b"no-colon").decode(), "Basic"])
+def test_unreadable_basic_credentials_are_invalid_client(client, alice_credits, header):
+    response = form(client, {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=header)
+    assert_refused(response, 401, "invalid_client", says="not base64 of client_id:client_secret")
+
+
+def test_another_authorization_scheme_is_invalid_client(client, alice_credits):
+    response = form(client, creds(alice_credits), HTTP_AUTHORIZATION="Bearer something")
+    assert_refused(response, 401, "invalid_client", says="HTTP Basic")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda a: {"grant_type": "client_credentials", "client_secret": a.secret},
+        lambda a: {"grant_type": "client_credentials", "client_id": "cli_someoneelse234567892345"},
+    ],
+)
+def test_credentials_in_basic_and_in_the_body_are_invalid_request(client, alice_credits, body):
+    response = form(client, body(alice_credits), **basic(alice_credits.credential.client_id, alice_credits.secret))
+    assert_refused(response, 400, "invalid_request", says="one way")
+
+
+@pytest.mark.parametrize("in_url", [["client_id", "client_secret"], ["client_secret"], ["client_id"]])
+def test_credentials_in_the_query_string_are_refused_saying_why(client, alice_credits, in_url):
+    query = urlencode({name: creds(alice_credits)[name] for name in in_url})
+    response = client.post(f"{URL}?{query}", urlencode(creds(alice_credits)), content_type=FORM)
+
+    description = assert_refused(response, 400, "invalid_request", says="must not be sent in the URL")
+    assert "access logs" in description
+    assert ("Rotate this client secret" in description) == ("client_secret" in in_url)
+
+
+def test_credentials_in_the_query_string_of_a_get_are_refused_too(client, alice_credits):
+    response = client.get(URL, creds(alice_credits))
+    assert_refused(response, 400, "invalid_request", says="must not be sent in the URL")
+
+
+def test_a_get_without_credentials_is_method_not_allowed(client):
+    response = client.get(URL)
+    assert response.status_code == 405
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_a_repeated_parameter_is_invalid_request(client, alice_credits):
+    body = urlencode(creds(alice_credits)) + "&client_id=cli_another"
+    assert_refused(
+        client.post(URL, body, content_type=FORM), 400, "invalid_request", says="client_id is sent more than once"
+    )
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ("{not json", "could not be read"),
+        ('["grant_type", "client_credentials"]', "must be an object"),
+        ('{"grant_type": "client_credentials", "client_id": 12, "client_secret": "x"}', "client_id must be a string"),
+        ('{"grant_type": "client_credentials", "client_id": "cli_x", "client_secret": "\\ud800"}', "not valid text"),
+    ],
+)
+def test_an_unreadable_json_body_is_invalid_request(client, body, says):
+    assert_refused(client.post(URL, body, content_type="application/json"), 400, "invalid_request", says=says)
+
+
+def test_a_multipart_body_is_invalid_request(client, alice_credits):
+    response = client.post(URL, creds(alice_credits))  # the test client's default: multipart/form-data
+    assert_refused(response, 400, "invalid_request", says="form-encoded")
+
+
+def test_a_suspended_customer_is_invalid_client(client, alice_credits):
+    customer_suspend(customer=alice_credits)
+    assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="suspended")
+
+
+def test_a_revoked_credential_is_invalid_client(client, alice_credits):
+    credential_revoke(credential=alice_credits.credential)
+    assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="revoked")
+
+
+def test_after_a_rotation_the_old_secret_is_refused_and_the_new_one_works(client, alice_credits, jwt_keys):
+    old = alice_credits.secret
+    new = credential_rotate(credential=alice_credits.credential)
+
+    assert_refused(form(client, creds(alice_credits, client_secret=old)), 401, "invalid_client")
+    claims = assert_issued(form(client, creds(alice_credits, client_secret=new)), jwt_keys)
+    assert claims["ver"] == 2
+
+
+def test_an_error_response_is_json_rfc_6749_style(client):
+    response = form(client, {})
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["error"] == "invalid_request"
