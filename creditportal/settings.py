@@ -156,3 +156,11 @@ PORTAL_BASE_URL = os.getenv("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("
 # AWS_ENDPOINT_URL itself, so a local moto server needs no setting here).
 MIRROR_TABLE = os.getenv("MIRROR_TABLE", "creditportal-mirror")
 AWS_REGION = os.getenv("AWS_REGION", os.getenv("AWS_DEFAULT_REGION", "us-east-1"))
+
+# --- Deployment (Zappa on Lambda) ------------------------------------------
+
+# Static files (the admin's CSS and JS) are served by WhiteNoise from
+# STATIC_ROOT, which `make zappa-package` fills with collectstatic and ships
+# inside the Lambda package: no bucket or CDN to run. Locally, runserver and
+# the tests serve them as before.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")
