@@ -47,7 +47,7 @@ run: install
 
 ## test: the whole suite against Postgres (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/creditportal)
 test: install-dev install-deploy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DEPLOY_VENV=$(DEPLOY_VENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## zappa-package: the Django app as a Zappa Lambda package for STAGE (dev), in dist/creditportal-$(STAGE).zip; no AWS needed
 zappa-package: install install-deploy

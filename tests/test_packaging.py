@@ -179,7 +179,7 @@ sys.path.append(runtime)
 import authorizer, cryptography, jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-modules = ["authorizer." + m.name for m in pkgutil.iter_modules(authorizer.__path__)]
+modules = [m.name for m in pkgutil.walk_packages(authorizer.__path__, "authorizer.")]
 for name in modules:
     importlib.import_module(name)
 
@@ -197,6 +197,14 @@ print(json.dumps({
 """
 
 
+def public_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(authorizer_unzipped, lambda_runtime):
     env = {
         "PATH": os.environ["PATH"],
@@ -206,7 +214,13 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
         "AWS_SECRET_ACCESS_KEY": "testing",
         # Nothing here may reach AWS: a closed local port.
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        # The function's environment in deploy/template.yaml, so that modules reading it at import load.
         "MIRROR_TABLE": "creditportal-test",
+        "JWT_PUBLIC_KEY": public_key_pem(),
+        "JWT_ALGORITHM": "ES256",
+        "JWT_ISSUER": "http://portal.test",
+        "JWT_AUDIENCE": "creditportal-gateway",
+        "AUTHORIZER_ROUTE_TTL": "60",
     }
     command = [runtime_python(), "-I", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
     result = subprocess.run(command, cwd=authorizer_unzipped, env=env, capture_output=True, text=True, check=False)
