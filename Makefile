@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench install install-dev clean
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_BIN := $(DEPLOY_VENV)/bin
+STAGE ?= dev
+
+.PHONY: run test bench install install-dev install-deploy zappa-package authorizer-zip clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +24,16 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
+# Packaging tools (Zappa and its many dependencies) live in their own venv.
+$(DEPLOY_VENV)/.installed: requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_BIN)/pip install --quiet --upgrade pip
+	$(DEPLOY_BIN)/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-deploy: $(DEPLOY_VENV)/.installed
 
 ## run: a local CreditPortal on SQLite (or DATABASE_URL), with a demo staff login and product
 run: export DJANGO_DEBUG ?= 1
@@ -34,12 +46,20 @@ run: install
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## test: the whole suite against Postgres (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/creditportal)
-test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install-dev install-deploy
+	DEPLOY_VENV=$(DEPLOY_VENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## zappa-package: the Django app as a Zappa Lambda package for STAGE (dev), in dist/creditportal-$(STAGE).zip; no AWS needed
+zappa-package: install install-deploy
+	$(DEPLOY_BIN)/python -m deploy.build_zappa --stage $(STAGE) --app-python $(BIN)/python
+
+## authorizer-zip: the authorizer alone, in dist/creditportal-authorizer.zip; fails over 5 MiB
+authorizer-zip: $(BIN)/python
+	$(BIN)/python -m deploy.build_authorizer
 
 ## bench: every benchmark in bench/ (each prints its figures and the command that reproduces them)
 bench: install-dev
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache staticfiles
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache staticfiles build dist

@@ -234,3 +234,11 @@ SIMPLE_JWT = {
     # typ "at+jwt" (RFC 9068) says what it is.
     "TOKEN_TYPE_CLAIM": None,
 }
+
+# --- Deployment (Zappa on Lambda) ------------------------------------------
+
+# Static files (the admin's CSS and JS) are served by WhiteNoise from
+# STATIC_ROOT, which `make zappa-package` fills with collectstatic and ships
+# inside the Lambda package: no bucket or CDN to run. Locally, runserver and
+# the tests serve them as before.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")

@@ -1,0 +1,1 @@
+"""Build scripts for the two Lambda packages. Never shipped in either."""

@@ -1,0 +1,96 @@
+"""Build the authorizer's Lambda zip: `authorizer/` and its few dependencies, nothing else.
+
+    python -m deploy.build_authorizer [--output dist/creditportal-authorizer.zip] [--work build/authorizer]
+
+Dependencies are read from authorizer/requirements.txt and installed as
+Lambda-platform wheels (see deploy/lambda_platform.py); botocore comes with
+the runtime. Fails (exit 1) when the zip is over 5 MiB or asks for a newer
+glibc than the runtime has.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from deploy.lambda_platform import (
+    MAX_GLIBC,
+    PLATFORM,
+    ROOT,
+    RUNTIME,
+    Steps,
+    glibc_needed,
+    mib,
+    pip_install_for_lambda,
+    prune,
+    strip_shared_libraries,
+    write_zip,
+)
+
+SOURCE = ROOT / "authorizer"
+REQUIREMENTS = SOURCE / "requirements.txt"
+MAX_SIZE = 5 * 1024 * 1024
+
+
+def authorizer_sources() -> list[Path]:
+    """Every file of the authorizer package that runs: no tests, no bytecode, no requirements file."""
+    return sorted(
+        path
+        for path in SOURCE.rglob("*")
+        if path.is_file()
+        and path != REQUIREMENTS
+        and path.suffix != ".pyc"
+        and not {"__pycache__", "tests"} & set(path.relative_to(SOURCE).parts)
+    )
+
+
+def build(output: Path, work: Path) -> int:
+    steps = Steps(5, "authorizer-zip")
+    package = work / "package"
+
+    steps(f"cleaning {work}")
+    shutil.rmtree(work, ignore_errors=True)
+    package.mkdir(parents=True)
+
+    steps(f"installing {REQUIREMENTS.relative_to(ROOT)} for {RUNTIME} ({PLATFORM})")
+    pip_install_for_lambda(package, "-r", str(REQUIREMENTS))
+
+    steps("copying authorizer/ (without tests and bytecode)")
+    for path in authorizer_sources():
+        destination = package / "authorizer" / path.relative_to(SOURCE)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
+
+    steps("pruning bytecode, scripts and tests; stripping symbol tables of shared libraries")
+    prune(package)
+    saved = strip_shared_libraries(package)
+    print(
+        "authorizer-zip       "
+        + ("strip not found: libraries left as shipped" if saved is None else f"strip saved {mib(saved)}")
+    )
+    glibc = glibc_needed(package.rglob("*.so*"))
+    print(
+        f"authorizer-zip       shared libraries need glibc {glibc[0]}.{glibc[1]} (runtime has {MAX_GLIBC[0]}.{MAX_GLIBC[1]})"
+    )
+    if glibc > MAX_GLIBC:
+        raise SystemExit(f"authorizer-zip: a library needs glibc {glibc}, newer than {RUNTIME}'s {MAX_GLIBC}")
+
+    steps(f"zipping into {output}")
+    size = write_zip(package, output)
+    elapsed = steps.finish()
+    print(f"authorizer-zip: {output} is {mib(size)}, limit {mib(MAX_SIZE)}; built in {elapsed:.1f}s")
+    if size > MAX_SIZE:
+        raise SystemExit(f"authorizer-zip: {output} is over the {mib(MAX_SIZE)} limit")
+    return size
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "dist" / "creditportal-authorizer.zip")
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "authorizer")
+    args = parser.parse_args(argv)
+    build(args.output.resolve(), args.work.resolve())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,425 @@
+"""The two Lambda packages, built once per test session the way CI and `make`
+build them: the authorizer's zip (deploy/build_authorizer.py) and the Django
+app's Zappa package (deploy/build_zappa.py, no AWS). Slow: about 20 s of
+building; deselect with `-m "not packaging"`.
+
+Each package is unzipped and run by a fresh interpreter (`python -I`) that sees
+only the package and, after it, what the Lambda runtime itself provides
+(boto3, botocore and their dependencies), as /var/task and /var/runtime.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from deploy.lambda_platform import MAX_GLIBC, PYTHON_VERSION, glibc_needed
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY_PYTHON = ROOT / os.getenv("DEPLOY_VENV", ".venv-deploy") / "bin" / "python"
+MAX_AUTHORIZER_ZIP = 5 * 1024 * 1024
+DJANGO_SIDE = {"django", "rest_framework", "rest_framework_simplejwt", "accounts", "ledger", "creditportal"}
+# What the Lambda Python runtime provides itself (it lives in /var/runtime there).
+RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
+CPYTHON_TAG = "cp" + PYTHON_VERSION.replace(".", "")
+
+
+def build(command: list[str]) -> str:
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def runtime_python() -> str:
+    """An interpreter of the Lambda runtime's version, to load the package's compiled modules."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == PYTHON_VERSION:
+        return sys.executable
+    found = shutil.which(f"python{PYTHON_VERSION}")
+    if found is None:
+        pytest.skip(f"no python{PYTHON_VERSION} here to load the Lambda package's compiled modules")
+    return found
+
+
+def top_level_names(archive: zipfile.ZipFile) -> set[str]:
+    names = set()
+    for name in archive.namelist():
+        first = name.split("/")[0]
+        names.add(first.split(".")[0] if first.endswith((".py", ".so")) else first)
+    return names
+
+
+def wheel_glibc(tag_line: str) -> tuple[int, int] | None:
+    """The glibc a wheel platform tag asks for; None for pure Python."""
+    platform = tag_line.rsplit("-", 1)[1]
+    if platform == "any":
+        return None
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    if match := re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_x86_64", platform):
+        return legacy[match[1]]
+    if match := re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform):
+        return int(match[1]), int(match[2])
+    raise AssertionError(f"not a Lambda platform: {tag_line}")
+
+
+def assert_wheels_fit_lambda(archive: zipfile.ZipFile) -> list[str]:
+    """Every installed wheel is pure Python or a manylinux x86_64 build for the runtime's CPython
+    that asks for no newer glibc than the runtime has; returns the distributions checked."""
+    checked = []
+    for name in archive.namelist():
+        if not name.endswith(".dist-info/WHEEL"):
+            continue
+        tags = [
+            line.split(":", 1)[1].strip()
+            for line in archive.read(name).decode().splitlines()
+            if line.startswith("Tag:")
+        ]
+        assert tags, name
+        for tag in tags:
+            _, abi, _ = tag.split("-")
+            assert abi in ("none", "abi3", CPYTHON_TAG), f"{name}: {tag} is for another Python than {PYTHON_VERSION}"
+        needs = [glibc for glibc in map(wheel_glibc, tags) if glibc is not None]
+        if needs:
+            assert min(needs) <= MAX_GLIBC, f"{name}: {tags} need a newer glibc than {MAX_GLIBC}"
+        checked.append(name.split("/")[0])
+    return checked
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime(tmp_path_factory) -> Path:
+    """A stand-in for /var/runtime: links to this venv's boto3, botocore and their dependencies, nothing else."""
+    runtime = tmp_path_factory.mktemp("var-runtime")
+    site_packages = Path(boto3.__file__).resolve().parent.parent
+    for name in RUNTIME_PROVIDED:
+        source = site_packages / name if (site_packages / name).is_dir() else site_packages / f"{name}.py"
+        (runtime / source.name).symlink_to(source)
+    return runtime
+
+
+# --- The authorizer's zip ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def authorizer_zip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("authorizer-zip")
+    zip_path = out / "creditportal-authorizer.zip"
+    build([sys.executable, "-m", "deploy.build_authorizer", "--output", str(zip_path), "--work", str(out / "work")])
+    return zip_path
+
+
+@pytest.fixture(scope="session")
+def authorizer_unzipped(authorizer_zip, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("authorizer-task")
+    with zipfile.ZipFile(authorizer_zip) as archive:
+        archive.extractall(target)
+    return target
+
+
+def test_the_authorizer_zip_is_at_most_5_mib(authorizer_zip):
+    assert 1024 * 1024 < authorizer_zip.stat().st_size <= MAX_AUTHORIZER_ZIP
+
+
+def test_it_holds_every_authorizer_module_but_the_tests(authorizer_zip):
+    expected = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "authorizer").rglob("*.py")
+        if "tests" not in path.relative_to(ROOT).parts and "__pycache__" not in path.parts
+    }
+    with zipfile.ZipFile(authorizer_zip) as archive:
+        names = archive.namelist()
+    assert "authorizer/mirror.py" in expected
+    assert {name for name in names if name.startswith("authorizer/")} == expected
+    assert [
+        name for name in names if "tests" in name.split("/") or "__pycache__" in name or name.endswith(".pyc")
+    ] == []
+
+
+def test_it_holds_no_django_and_nothing_the_runtime_provides(authorizer_zip):
+    with zipfile.ZipFile(authorizer_zip) as archive:
+        names = top_level_names(archive)
+    assert "jwt" in names and "cryptography" in names
+    assert names & DJANGO_SIDE == set()
+    assert names & {"boto3", "botocore", "s3transfer"} == set()
+
+
+def test_it_holds_the_pinned_dependencies_built_for_the_lambda_platform(authorizer_zip):
+    pins = [
+        line.split("#")[0].strip()
+        for line in (ROOT / "authorizer" / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    with zipfile.ZipFile(authorizer_zip) as archive:
+        distributions = assert_wheels_fit_lambda(archive)
+    for pin in pins:
+        name, version = pin.split("==")
+        assert f"{name.lower().replace('-', '_')}-{version}.dist-info" in {d.lower() for d in distributions}, pin
+
+
+def test_its_shared_libraries_ask_for_no_newer_glibc_than_the_runtime_has(authorizer_unzipped):
+    libraries = list(authorizer_unzipped.rglob("*.so*"))
+    assert libraries, "cryptography ships compiled code"
+    assert (2, 0) < glibc_needed(libraries) <= MAX_GLIBC
+
+
+AUTHORIZER_SMOKE = r"""
+import importlib, json, pkgutil, sys
+package, runtime = sys.argv[1], sys.argv[2]
+sys.path[:0] = [package]
+sys.path.append(runtime)
+
+import authorizer, cryptography, jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+modules = [m.name for m in pkgutil.walk_packages(authorizer.__path__, "authorizer.")]
+for name in modules:
+    importlib.import_module(name)
+
+verified = []
+for algorithm, key in [("ES256", ec.generate_private_key(ec.SECP256R1())), ("RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))]:
+    token = jwt.encode({"sub": "cli_x", "aud": "gateway"}, key, algorithm=algorithm)
+    verified.append(jwt.decode(token, key.public_key(), algorithms=[algorithm], audience="gateway")["sub"])
+
+print(json.dumps({
+    "files": [m.__file__ for m in (authorizer, cryptography, jwt)],
+    "modules": modules,
+    "verified": verified,
+    "django": sorted(m for m in sys.modules if m.split(".")[0] in ("django", "rest_framework", "accounts", "ledger", "creditportal")),
+}))
+"""
+
+
+def public_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(authorizer_unzipped, lambda_runtime):
+    env = {
+        "PATH": os.environ["PATH"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        # Nothing here may reach AWS: a closed local port.
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        # The function's environment in deploy/template.yaml, so that modules reading it at import load.
+        "MIRROR_TABLE": "creditportal-test",
+        "JWT_PUBLIC_KEY": public_key_pem(),
+        "JWT_ALGORITHM": "ES256",
+        "JWT_ISSUER": "http://portal.test",
+        "JWT_AUDIENCE": "creditportal-gateway",
+        "AUTHORIZER_ROUTE_TTL": "60",
+    }
+    command = [runtime_python(), "-I", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
+    result = subprocess.run(command, cwd=authorizer_unzipped, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+    report = json.loads(result.stdout)
+    assert all(path.startswith(str(authorizer_unzipped)) for path in report["files"]), report["files"]
+    assert "authorizer.mirror" in report["modules"]
+    assert report["verified"] == ["cli_x", "cli_x"]
+    assert report["django"] == []
+
+
+# --- The Django app's Zappa package -----------------------------------------
+
+
+def zappa_stage(stage: str) -> dict:
+    settings = json.loads((ROOT / "zappa_settings.json").read_text())
+    config = settings[stage]
+    if "extends" in config:
+        config = {**zappa_stage(config["extends"]), **{k: v for k, v in config.items() if k != "extends"}}
+    return config
+
+
+@pytest.fixture(scope="session")
+def zappa_zip(tmp_path_factory) -> Path:
+    if not DEPLOY_PYTHON.exists():
+        pytest.fail(f"{DEPLOY_PYTHON} is missing: `make install-deploy` (or `make test`) installs the packaging tools")
+    out = tmp_path_factory.mktemp("zappa-package")
+    zip_path = out / "creditportal-dev.zip"
+    command = [str(DEPLOY_PYTHON), "-m", "deploy.build_zappa", "--stage", "dev", "--output", str(zip_path)]
+    output = build(command + ["--work", str(out / "work"), "--app-python", sys.executable])
+    assert "Package created" in output
+    return zip_path
+
+
+@pytest.fixture(scope="session")
+def zappa_unzipped(zappa_zip, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("zappa-task")
+    with zipfile.ZipFile(zappa_zip) as archive:
+        archive.extractall(target)
+    return target
+
+
+def test_the_zappa_package_holds_the_django_app_and_zappas_handler(zappa_zip):
+    from django.conf import settings
+
+    with zipfile.ZipFile(zappa_zip) as archive:
+        names = set(archive.namelist())
+    # Every module of our own apps (tests aside) and every template.
+    ours = {
+        path.relative_to(ROOT).as_posix()
+        for top in ["creditportal", "accounts", "ledger", "authorizer", "templates"]
+        for path in (ROOT / top).rglob("*")
+        if path.is_file() and path.suffix in (".py", ".html", ".txt") and not {"tests", "__pycache__"} & set(path.parts)
+    }
+    assert ours - names == set()
+    local_apps = {
+        app.split(".")[0] for app in settings.INSTALLED_APPS if not app.startswith(("django.", "rest_framework"))
+    }
+    assert {f"{app}/__init__.py" for app in local_apps} <= names
+    assert {"manage.py", "handler.py", "django_zappa_app.py", "zappa_settings.py", "zappa/handler.py"} <= names
+    assert {
+        "django/__init__.py",
+        "rest_framework/__init__.py",
+        "psycopg/__init__.py",
+        "whitenoise/__init__.py",
+    } <= names
+    assert "staticfiles/admin/css/base.css" in names
+
+
+def test_it_leaves_out_what_lambda_provides_tests_and_local_files(zappa_zip):
+    with zipfile.ZipFile(zappa_zip) as archive:
+        names = archive.namelist()
+        tops = top_level_names(archive)
+    assert tops & {"boto3", "botocore", "s3transfer"} == set()
+    assert [n for n in names if n.startswith(("boto3-", "botocore-", "s3transfer-"))] == []
+    # Zappa's deploy-time dependencies stay on the deploying machine.
+    assert tops & {"troposphere", "placebo", "cfn_flip", "argcomplete", "pip", "setuptools"} == set()
+    assert [n for n in names if "tests" in n.split("/") or "__pycache__" in n or n.endswith(".pyc")] == []
+    assert (
+        tops & {"tests", "deploy", "bench", "dist", "build", ".venv", ".venv-deploy", ".git", ".env", ".dev-keys"}
+        == set()
+    )
+    assert [n for n in names if n.endswith((".pem", ".sqlite3", ".zip"))] == []
+
+
+def test_its_compiled_wheels_load_on_the_lambda_runtime(zappa_zip, zappa_unzipped):
+    with zipfile.ZipFile(zappa_zip) as archive:
+        distributions = assert_wheels_fit_lambda(archive)
+    assert any(d.startswith("psycopg_binary-") for d in distributions)
+    assert (2, 0) < glibc_needed(zappa_unzipped.rglob("*.so*")) <= MAX_GLIBC
+
+
+def test_its_runtime_matches_the_one_the_wheels_were_built_for():
+    for stage in ("dev", "production"):
+        config = zappa_stage(stage)
+        assert (config["runtime"], config["architecture"]) == (f"python{PYTHON_VERSION}", "x86_64"), stage
+        # Zappa's own wheel swap would fetch manylinux_2_34 builds from PyPI: it stays off.
+        assert config["use_precompiled_packages"] is False
+        assert config["debug"] is False, "Zappa's debug puts tracebacks in 500 responses"
+
+
+ZAPPA_INVOKE = r"""
+import base64, json, os, sys
+package, runtime, paths = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path[:0] = [package]
+sys.path.append(runtime)
+os.chdir(package)
+
+import handler
+
+class Context:
+    function_name = "creditportal-dev"
+    function_version = "$LATEST"
+    aws_request_id = "a1b2c3"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:creditportal-dev"
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+answers = []
+for path in paths:
+    event = {
+        "resource": "/{proxy+}", "path": path, "httpMethod": "GET",
+        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"},
+        "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None, "body": None, "isBase64Encoded": False,
+        "requestContext": {"stage": "dev", "path": "/dev" + path, "httpMethod": "GET", "requestId": "r1", "identity": {"sourceIp": "203.0.113.9"}},
+    }
+    answer = handler.lambda_handler(event, Context())
+    body = answer.get("body") or ""
+    if answer.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+    answers.append({"status": answer["statusCode"], "headers": headers, "body": body[:4000]})
+
+import django
+print("REPORT " + json.dumps({"answers": answers, "django": django.__file__, "secret_key_set": bool(os.environ.get("DJANGO_SECRET_KEY"))}))
+"""
+
+
+def invoke_zappa(package: Path, runtime: Path, paths: list[str]) -> subprocess.CompletedProcess:
+    # Lambda's environment: credentials from the role, the region; secrets only through remote_env.
+    env = {
+        "PATH": os.environ["PATH"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+    }
+    command = [runtime_python(), "-I", "-c", ZAPPA_INVOKE, str(package), str(runtime), json.dumps(paths)]
+    return subprocess.run(command, cwd=package, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def remote_env_values() -> dict[str, str]:
+    """The test settings of pyproject.toml (the secrets included) as a remote_env file would hold them."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    names = [entry.split("=", 1)[0].removeprefix("D:") for entry in pyproject["tool"]["pytest"]["ini_options"]["env"]]
+    values = {}
+    for name in names:
+        if name.startswith("AWS_") or name not in os.environ:
+            continue
+        value = os.environ[name]
+        if name.endswith("_FILE") and not os.path.isabs(value):
+            value = str(ROOT / value)
+        values[name] = value
+    return values
+
+
+def test_the_package_serves_django_with_secrets_from_its_remote_env(zappa_unzipped, lambda_runtime, aws):
+    bucket, key = zappa_stage("dev")["remote_env"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(remote_env_values()).encode())
+
+    result = invoke_zappa(zappa_unzipped, lambda_runtime, ["/admin/login/", "/admin/", "/static/admin/css/base.css"])
+    assert result.returncode == 0, result.stderr
+    # Zappa's handler logs to stdout too; the report is its own line.
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REPORT "))[7:])
+    login, admin, css = report["answers"]
+
+    assert report["django"].startswith(str(zappa_unzipped))
+    assert report["secret_key_set"]
+    assert login["status"] == 200, login
+    assert 'name="username"' in login["body"] and "csrfmiddlewaretoken" in login["body"]
+    # Behind API Gateway's stage path: Django builds URLs under /dev.
+    assert (admin["status"], admin["headers"]["location"]) == (302, "/dev/admin/login/?next=/dev/admin/")
+    assert css["status"] == 200, css
+    assert css["headers"]["content-type"].startswith("text/css")
+    assert "color" in css["body"]
+
+
+def test_the_package_refuses_to_start_without_its_secrets(zappa_unzipped, lambda_runtime, aws):
+    bucket = zappa_stage("dev")["remote_env"].removeprefix("s3://").split("/", 1)[0]
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)  # but no secrets file in it
+
+    result = invoke_zappa(zappa_unzipped, lambda_runtime, ["/admin/login/"])
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "must be set when DJANGO_DEBUG is off" in result.stderr
