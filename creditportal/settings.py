@@ -156,3 +156,17 @@ PORTAL_BASE_URL = os.getenv("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("
 # AWS_ENDPOINT_URL itself, so a local moto server needs no setting here).
 MIRROR_TABLE = os.getenv("MIRROR_TABLE", "creditportal-mirror")
 AWS_REGION = os.getenv("AWS_REGION", os.getenv("AWS_DEFAULT_REGION", "us-east-1"))
+
+# --- The gate: the DynamoDB mirror (ledger/mirror.py) ------------------------
+
+# Off: Django writes nothing to DynamoDB (a demo without AWS or moto).
+MIRROR_ENABLED = envbool("MIRROR_ENABLED", "true")
+# Only to point the mirror somewhere else than boto3's own choice
+# (which already honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB).
+MIRROR_ENDPOINT_URL = os.getenv("MIRROR_ENDPOINT_URL") or None
+# A write that fails is retried by botocore (standard mode: throttling and
+# connection errors) this many times in all, then recorded as pending.
+MIRROR_WRITE_ATTEMPTS = envint("MIRROR_WRITE_ATTEMPTS", "3")
+MIRROR_TIMEOUT_SECONDS = envint("MIRROR_TIMEOUT_SECONDS", "2")
+# Parallel writes when one change touches many items (a product's balances, sync_mirror).
+MIRROR_WRITE_THREADS = envint("MIRROR_WRITE_THREADS", "8")

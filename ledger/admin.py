@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Prefetch
 
-from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku
+from ledger.models import Balance, LedgerEntry, MirrorPending, Product, ProductApi, ProductSku
 
 
 class ProductApiInline(admin.TabularInline):
@@ -68,3 +68,11 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ["customer", "product", "created_by", "purchase"]
     search_fields = ["customer__email", "=customer__public_id", "reason"]
     show_full_result_count = False
+
+
+@admin.register(MirrorPending)
+class MirrorPendingAdmin(ReadOnlyAdmin):
+    """Mirror writes that failed: Postgres has the change, the gate does not yet (sync_mirror --pending)."""
+
+    list_display = ["item_pk", "item_sk", "error", "created", "updated"]
+    search_fields = ["item_pk", "item_sk"]

@@ -43,11 +43,11 @@ def _entry_apply(
     entry = LedgerEntry.objects.create(
         customer=customer, product=product, kind=kind, amount=amount, reason=reason, created_by=by, purchase=purchase
     )
-    Balance.objects.filter(pk=balance.pk).update(
-        granted=F("granted") + granted_delta,
-        used=F("used") + used_delta,
-        version=F("version") + 1,
-    )
+    # save(), not a queryset update: post_save tells the gate's mirror (ledger/signals.py).
+    balance.granted = F("granted") + granted_delta
+    balance.used = F("used") + used_delta
+    balance.version = F("version") + 1
+    balance.save(update_fields=["granted", "used", "version", "updated"])
     return entry
 
 

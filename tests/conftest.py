@@ -77,3 +77,31 @@ def staff(db):
     from accounts.models import User
 
     return User.objects.create_user("staff@creditportal.test", "staff password 123", name="Sam Staff", is_staff=True, is_superuser=True)
+
+
+# --- The gate ------------------------------------------------------------------
+
+
+@pytest.fixture
+def mirror_table(aws):
+    """The gate's DynamoDB table (MIRROR_TABLE), made by `create_mirror_table` on an emptied moto server."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("create_mirror_table", stdout=StringIO())
+    return os.environ["MIRROR_TABLE"]
+
+
+@pytest.fixture
+def authorizer(monkeypatch):
+    """authorizer.handler configured as in Lambda (test key pair, MIRROR_TABLE, moto endpoint), caches empty."""
+    from authorizer import handler
+    from tests.authorizer.support import gate_environ
+
+    for name, value in gate_environ().items():
+        monkeypatch.setenv(name, value)
+    handler.reset()
+    yield handler
+    monkeypatch.undo()
+    handler.reset()
