@@ -1,3 +1,4 @@
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -17,6 +18,12 @@ class Command(BaseCommand):
         mode.add_argument("--pending", action="store_true", help="rewrite only the items whose write failed")
 
     def handle(self, *, check: bool, pending: bool, verbosity: int, **options) -> None:
+        try:
+            self._handle(check=check, pending=pending, verbosity=verbosity)
+        except (BotoCoreError, ClientError) as e:
+            raise CommandError(f"the mirror cannot be read: {e}") from e
+
+    def _handle(self, *, check: bool, pending: bool, verbosity: int) -> None:
         if check:
             self._check()
             return

@@ -1,3 +1,4 @@
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -11,6 +12,12 @@ class Command(BaseCommand):
     )
 
     def handle(self, *, verbosity: int, **options) -> None:
+        try:
+            self._handle(verbosity)
+        except (BotoCoreError, ClientError) as e:
+            raise CommandError(f"the mirror cannot be read: {e}") from e
+
+    def _handle(self, verbosity: int) -> None:
         usage = mirror_usage_pull(
             lambda total: tqdm(total=total, unit="item", desc="sync_usage", disable=None if verbosity >= 1 else True, file=self.stderr)
         )
