@@ -1,5 +1,7 @@
 """Token verification on its own: the contract's checks, the key set, the cache of verified tokens."""
 
+import base64
+import json
 import time
 
 import pytest
@@ -91,3 +93,87 @@ def test_a_refused_token_is_not_remembered():
     with pytest.raises(TokenError):
         checker.verify(mint(**CLAIMS, aud="elsewhere"))
     assert not checker._cache
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _with(token: str, *, header: dict | None = None, payload: bytes | None = None, signature: bytes | None = None):
+    h, p, s = token.split(".")
+    if header is not None:
+        h = _segment(json.dumps(header).encode())
+    if payload is not None:
+        p = _segment(payload)
+    if signature is not None:
+        s = _segment(signature)
+    return f"{h}.{p}.{s}"
+
+
+def _signed(header: dict, payload: bytes, key: KeyPair = KEY) -> str:
+    """A token signed properly over whatever header and payload bytes (to reach the checks after the signature)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    signing_input = f"{_segment(json.dumps(header).encode())}.{_segment(payload)}"
+    r, s = decode_dss_signature(key.private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{_segment(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+HEADER = {"alg": "ES256", "typ": "at+jwt", "kid": KEY.kid}
+
+
+def _payload(**changes) -> bytes:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, **CLAIMS} | changes
+    return json.dumps({k: v for k, v in claims.items() if v is not ...}).encode()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: _with(t, signature=b"\x00" * 64),
+        lambda t: _with(t, signature=b"\x01" * 63),
+        lambda t: _with(t, signature=b""),
+        lambda t: t + ".",
+        lambda t: t.replace(".", ". ", 1),
+        lambda t: t[:-2] + "é",
+        lambda t: _with(t, header=HEADER | {"alg": "HS256"}),
+        lambda t: _with(t, header={k: v for k, v in HEADER.items() if k != "kid"}),
+        lambda t: _signed(HEADER | {"crit": ["exp"]}, _payload()),
+        lambda t: _signed(HEADER | {"typ": "JWT"}, _payload()),
+        lambda t: _signed(HEADER, b"[1, 2]"),
+        lambda t: _signed(HEADER, b"not json"),
+        lambda t: _signed(HEADER, _payload(exp="9999999999")),
+        lambda t: _signed(HEADER, _payload(exp=True)),
+        lambda t: _signed(HEADER, _payload().replace(b'"exp": ', b'"exp": Infinity, "x": ')),
+        lambda t: _signed(HEADER, _payload(nbf=int(time.time()) + 600)),
+        lambda t: _signed(HEADER, _payload(aud=["other-api"])),
+        lambda t: _signed(HEADER, _payload(sub="")),
+        lambda t: _signed(HEADER, _payload(ver=True)),
+        lambda t: _signed(HEADER, _payload(client_id=...)),
+    ],
+    ids=[
+        "zero signature", "short signature", "no signature", "four segments", "a space", "not ascii",
+        "HS256 header", "no kid", "crit header", "typ JWT", "payload not an object", "payload not json",
+        "exp a string", "exp a boolean", "exp infinite", "nbf in the future", "audience list without us",
+        "empty sub", "ver a boolean", "no client_id",
+    ],
+)
+def test_anything_but_a_well_formed_well_signed_token_is_refused(make):
+    with pytest.raises(TokenError):
+        verifier().verify(make(mint(**CLAIMS)))
+
+
+def test_a_properly_signed_token_with_an_audience_list_passes():
+    assert verifier().verify(_signed(HEADER, _payload(aud=["x", AUDIENCE]))).customer_id == "cus_alice"
+
+
+def test_the_signature_covers_the_claims():
+    header, payload, signature = mint(**CLAIMS).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    for change in [{"ver": 4}, {"scope": "maps weather everything"}, {"sub": "cus_bob"}]:
+        forged = _segment(json.dumps(claims | change).encode())
+        with pytest.raises(TokenError, match="signature"):
+            verifier().verify(f"{header}.{forged}.{signature}")
