@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev clean
+.PHONY: run test bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ install-dev: $(VENV)/.installed-dev
 
 ## run: a local CreditPortal on SQLite (or DATABASE_URL), with a demo staff login and product
 run: export DJANGO_DEBUG ?= 1
+run: export MIRROR_ENABLED ?= 0
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
@@ -36,6 +37,11 @@ run: install
 ## test: the whole suite against Postgres (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/creditportal)
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: the gate's benchmarks (warm decision, cold start, requests per decision); they print their figures
+bench: install-dev
+	$(BIN)/python bench/authorizer_warm.py
+	$(BIN)/python bench/authorizer_cold.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles

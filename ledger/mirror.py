@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 from django.conf import settings
 from django.db import transaction
@@ -50,6 +48,9 @@ OWNED = (m.GRANTED, m.COST, m.CEILING, m.ACTIVE, m.PRODUCT_ACTIVE, m.CREDS, m.VE
 
 @functools.lru_cache(maxsize=8)
 def _client(region: str, endpoint_url: str | None, timeout: int, attempts: int, pool: int):
+    import boto3  # here, not at import: Django starts without loading boto3 until the mirror is written
+    from botocore.config import Config
+
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
