@@ -124,7 +124,9 @@ class HttpApiEvent(AuthorizerEvent):
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
-        return _one([v for k, v in (self.raw.get("headers") or {}).items() if k.lower() == wanted and isinstance(v, str)])
+        return _one(
+            [v for k, v in (self.raw.get("headers") or {}).items() if k.lower() == wanted and isinstance(v, str)]
+        )
 
     def query(self, name: str) -> str | None:
         value = (self.raw.get("queryStringParameters") or {}).get(name)

@@ -28,8 +28,7 @@ INTERNAL_ERROR = "internal_error"
 
 SPEND_UPDATE = "SET #used = #used + #cost"
 SPEND_CONDITION = (
-    "attribute_exists(#pk) AND #active = :true AND #product_active = :true "
-    "AND #creds.#cid = :ver AND #used <= #ceiling"
+    "attribute_exists(#pk) AND #active = :true AND #product_active = :true AND #creds.#cid = :ver AND #used <= #ceiling"
 )
 SPEND_NAMES = {
     "#pk": mirror.PK,

@@ -133,9 +133,7 @@ def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
         return Decision(allow=False, unauthorized=True)
 
     def deny(reason: str) -> Decision:
-        logger.info(
-            "deny %s: customer=%s client=%s api=%s", reason, token.customer_id, token.client_id, view.api_id
-        )
+        logger.info("deny %s: customer=%s client=%s api=%s", reason, token.customer_id, token.client_id, view.api_id)
         return Decision(allow=False, principal_id=token.customer_id, reason=reason)
 
     try:

@@ -65,7 +65,12 @@ def public_jwk(public_key) -> dict:
         if not isinstance(public_key.curve, ec.SECP256R1):
             raise ConfigError(f"EC keys must be on P-256, not {public_key.curve.name}")
         numbers = public_key.public_numbers()
-        return {"crv": "P-256", "kty": "EC", "x": _b64url(_int_bytes(numbers.x, 32)), "y": _b64url(_int_bytes(numbers.y, 32))}
+        return {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": _b64url(_int_bytes(numbers.x, 32)),
+            "y": _b64url(_int_bytes(numbers.y, 32)),
+        }
     if isinstance(public_key, rsa.RSAPublicKey):
         numbers = public_key.public_numbers()
         return {"e": _b64url(_int_bytes(numbers.e)), "kty": "RSA", "n": _b64url(_int_bytes(numbers.n))}

@@ -2,7 +2,6 @@
 table with one route and one (very large) balance, a token, and the authorizer's environment.
 Django-free, like the authorizer."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from authorizer import mirror  # noqa: E402
-from tests.authorizer.support import KEY, balance_item, gate_environ, load_event, mint, route_item  # noqa: E402
+from tests.authorizer.support import balance_item, gate_environ, load_event, mint, route_item  # noqa: E402
 
 TABLE = "creditportal-bench"
 API_ID = "wthr000001"

@@ -47,7 +47,8 @@ def main(iterations: int) -> None:
 
         ratio = median(decision) / median(request)
         per_decision = len(sent) / iterations
-        print(f"authorizer warm decision vs one raw conditional UpdateItem ({iterations} interleaved iterations, moto at {url})")
+        print("authorizer warm decision vs one raw conditional UpdateItem to the same endpoint")
+        print(f"  ({iterations} interleaved iterations, moto server process at {url})")
         print(f"  decision   median {median(decision) * 1e3:7.3f} ms   p90 {percentile(decision, 0.9) * 1e3:7.3f} ms")
         print(f"  UpdateItem median {median(request) * 1e3:7.3f} ms   p90 {percentile(request, 0.9) * 1e3:7.3f} ms")
         print(f"  ratio (medians) {ratio:.3f}   goal <= {GOAL:.2f}   {'OK' if ratio <= GOAL else 'OVER'}")

@@ -77,7 +77,7 @@ def _key(typed: dict) -> Key:
 
 def plain(value: dict):
     """A DynamoDB typed value as plain Python (the few types the mirror uses)."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "N":
         return int(inner)
     if kind == "M":
@@ -278,7 +278,9 @@ def mirror_routes_write(*, api_ids: Iterable[str] = (), product_ids: Iterable[in
     """Rewrite the route items of these API ids and of all of these products' API ids."""
     if not settings.MIRROR_ENABLED:
         return WriteReport()
-    api_ids = set(api_ids) | set(ProductApi.objects.filter(product_id__in=list(product_ids)).values_list("api_id", flat=True))
+    api_ids = set(api_ids) | set(
+        ProductApi.objects.filter(product_id__in=list(product_ids)).values_list("api_id", flat=True)
+    )
     return _run(_route_jobs(mirror_client(), api_ids))
 
 
@@ -292,7 +294,9 @@ def mirror_pending_retry() -> WriteReport:
     balance_q, api_ids = Q(pk__in=[]), set()
     for pk, sk in pending:
         if pk.startswith(BALANCE_PREFIX) and sk.startswith(PRODUCT_PREFIX):
-            balance_q |= Q(customer__public_id=pk.removeprefix(BALANCE_PREFIX), product__slug=sk.removeprefix(PRODUCT_PREFIX))
+            balance_q |= Q(
+                customer__public_id=pk.removeprefix(BALANCE_PREFIX), product__slug=sk.removeprefix(PRODUCT_PREFIX)
+            )
         elif pk.startswith(ROUTE_PREFIX) and sk == ROUTE_SK:
             api_ids.add(pk.removeprefix(ROUTE_PREFIX))
     jobs = _balance_jobs(client, balances_for_mirror(Balance.objects.filter(balance_q)), force=True)
@@ -317,8 +321,13 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
     api_ids = set(ProductApi.objects.values_list("api_id", flat=True))
     stale_routes = {
         item[m.PK]["S"].removeprefix(ROUTE_PREFIX)
-        for item in scan(client, FilterExpression="begins_with(#pk, :api)", ExpressionAttributeNames={"#pk": m.PK},
-                         ExpressionAttributeValues={":api": {"S": ROUTE_PREFIX}}, ProjectionExpression="#pk")
+        for item in scan(
+            client,
+            FilterExpression="begins_with(#pk, :api)",
+            ExpressionAttributeNames={"#pk": m.PK},
+            ExpressionAttributeValues={":api": {"S": ROUTE_PREFIX}},
+            ProjectionExpression="#pk",
+        )
     } - api_ids
     total = balances.count() + len(api_ids) + len(stale_routes)
     progress = progress_factory(total) if progress_factory else None
@@ -364,7 +373,9 @@ def mirror_drift() -> list[str]:
         if key in floors:
             used = plain(item[m.USED]) if m.USED in item else None
             if used is None or used < floors[key]:
-                lines.append(f"{key[0]} {key[1]}: used is {used!r} in the mirror, below the {floors[key]} recorded in Postgres")
+                lines.append(
+                    f"{key[0]} {key[1]}: used is {used!r} in the mirror, below the {floors[key]} recorded in Postgres"
+                )
     for key in sorted(expected.keys() - seen):
         lines.append(f"{key[0]} {key[1]}: missing from the mirror")
     return lines
@@ -387,7 +398,9 @@ def _usage_catch_up(balance_id: int, mirror_used: int) -> int:
         new = mirror_used - balance.used
         if new <= 0:
             return 0
-        usage_record(customer=balance.customer, product=balance.product, amount=new, reason=f"gate: {mirror_used} used in all")
+        usage_record(
+            customer=balance.customer, product=balance.product, amount=new, reason=f"gate: {mirror_used} used in all"
+        )
         return new
 
 

@@ -153,7 +153,9 @@ def test_a_token_for_one_product_never_opens_or_spends_another(gate, alice, bob,
     assert mirror.balance(bob, maps)["used"] == 0
 
 
-@pytest.mark.parametrize("threads, calls, granted, cost", [(16, 60, 25, 1), (12, 40, 21, 2), (32, 200, 120, 1), (8, 30, 0, 1)])
+@pytest.mark.parametrize(
+    "threads, calls, granted, cost", [(16, 60, 25, 1), (12, 40, 21, 2), (32, 200, 120, 1), (8, 30, 0, 1)]
+)
 def test_exactly_what_was_granted_is_allowed_however_many_calls_run_at_once(
     gate, alice, products, mirror, committed, atomic_moto_server, monkeypatch, threads, calls, granted, cost
 ):

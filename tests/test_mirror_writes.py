@@ -11,7 +11,7 @@ from django.urls import reverse
 from moto.server import ThreadedMotoServer
 
 from accounts.services import credential_create, credential_revoke, credential_rotate, customer_suspend
-from ledger.mirror import balances_for_mirror, balance_write, mirror_client
+from ledger.mirror import balance_write, balances_for_mirror, mirror_client
 from ledger.models import Balance, LedgerEntry, MirrorPending, ProductApi
 from ledger.services import credits_adjust, credits_grant, product_upsert
 from tests.conftest import _free_port
@@ -68,7 +68,9 @@ def test_a_later_grant_adds_to_what_is_left_and_never_resets_usage(
     assert (item["granted"], item["used"], item["ceiling"]) == (16, 8, 14)
 
 
-def test_an_older_state_written_late_changes_nothing(mirror, alice, staff, products, django_capture_on_commit_callbacks):
+def test_an_older_state_written_late_changes_nothing(
+    mirror, alice, staff, products, django_capture_on_commit_callbacks
+):
     weather = products["weather"]
     with django_capture_on_commit_callbacks(execute=True):
         credits_grant(customer=alice, product=weather, amount=10)
@@ -152,7 +154,7 @@ def test_routes_follow_api_ids_edited_or_deleted_one_by_one(mirror, products, dj
 
 @pytest.fixture
 def second_door(mirror, settings):
-    """Another moto server in this process (same data, own port) that the mirror writes go to: stop it to take the endpoint down."""
+    """A second moto server in this process (same data, own port) for mirror writes; stop it: the endpoint is down."""
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -206,7 +208,9 @@ def test_with_the_mirror_down_a_purchase_and_an_adjustment_stand_and_wait_as_pen
     assert "no drift" in out.getvalue()
 
 
-def test_writes_are_skipped_when_the_mirror_is_off(mirror, alice, products, settings, django_capture_on_commit_callbacks):
+def test_writes_are_skipped_when_the_mirror_is_off(
+    mirror, alice, products, settings, django_capture_on_commit_callbacks
+):
     settings.MIRROR_ENABLED = False
     with django_capture_on_commit_callbacks(execute=True):
         credits_grant(customer=alice, product=products["weather"], amount=10)

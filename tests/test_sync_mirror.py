@@ -63,11 +63,13 @@ def test_check_prints_each_drift_and_fails_then_passes_after_a_sync(mirror, bala
     out = io.StringIO()
     with pytest.raises(CommandError):
         call_command("sync_mirror", "--check", stdout=out)
-    assert sorted(out.getvalue().splitlines()) == sorted([
-        f"CUSTOMER#{alice.public_id} PRODUCT#weather: active is False in the mirror, True in Postgres",
-        f"CUSTOMER#{bob.public_id} PRODUCT#weather: missing from the mirror",
-        "API#gone00001 ROUTE: in the mirror only (no such row in Postgres)",
-    ])
+    assert sorted(out.getvalue().splitlines()) == sorted(
+        [
+            f"CUSTOMER#{alice.public_id} PRODUCT#weather: active is False in the mirror, True in Postgres",
+            f"CUSTOMER#{bob.public_id} PRODUCT#weather: missing from the mirror",
+            "API#gone00001 ROUTE: in the mirror only (no such row in Postgres)",
+        ]
+    )
 
     run()
     out, _ = run("--check")

@@ -2,7 +2,15 @@
 
 import pytest
 
-from authorizer.events import BadEvent, HttpApiEvent, RequestEvent, TokenEvent, api_id_from_arn, bearer_token, event_view
+from authorizer.events import (
+    BadEvent,
+    HttpApiEvent,
+    RequestEvent,
+    TokenEvent,
+    api_id_from_arn,
+    bearer_token,
+    event_view,
+)
 from tests.authorizer.support import EVENT_KINDS, load_event
 
 
@@ -62,7 +70,14 @@ def test_bearer_tokens_are_read_strictly(value, required, token):
 
 
 def test_request_headers_are_found_whatever_their_case_and_must_agree():
-    event = RequestEvent({"type": "REQUEST", "methodArn": "", "headers": {"x-Credits-TOKEN": "a"}, "multiValueHeaders": {"X-Credits-Token": ["a"]}})
+    event = RequestEvent(
+        {
+            "type": "REQUEST",
+            "methodArn": "",
+            "headers": {"x-Credits-TOKEN": "a"},
+            "multiValueHeaders": {"X-Credits-Token": ["a"]},
+        }
+    )
     assert event.header("X-CREDITS-token") == "a"
     event.raw["multiValueHeaders"]["X-Credits-Token"].append("b")
     assert event.header("x-credits-token") is None

@@ -2,6 +2,7 @@
 against a real moto server over HTTP."""
 
 import socket
+import threading
 import time
 
 import pytest
@@ -11,8 +12,8 @@ from tests.authorizer.support import (
     EVENT_KINDS,
     KEY,
     KeyPair,
-    balance_item,
     RequestCounter,
+    balance_item,
     load_event,
     mint,
     route_item,
@@ -206,7 +207,9 @@ def test_header_names_are_case_insensitive_and_the_scheme_too(authorizer, alice_
 
 def test_two_different_authorization_headers_are_refused(authorizer, alice_weather):
     event = load_event("rest_request", token=alice_token(), api_id=WEATHER_API)
-    event["multiValueHeaders"]["Authorization"].append(f"Bearer {mint(sub='cus_bob', client_id='cli_bob', ver=1, scope='weather')}")
+    event["multiValueHeaders"]["Authorization"].append(
+        f"Bearer {mint(sub='cus_bob', client_id='cli_bob', ver=1, scope='weather')}"
+    )
     with pytest.raises(Exception, match="^Unauthorized$"):
         authorizer.lambda_handler(event, None)
     assert alice_weather.used("cus_alice", "weather") == 0
@@ -318,3 +321,37 @@ def test_rs256_when_configured(authorizer, alice_weather, monkeypatch):
     token = mint(sub="cus_alice", client_id="cli_alice", ver=1, scope="weather", key=key)
     assert answer(authorizer, "rest_token", token) == expected_allow("rest_token", remaining=9)
     assert answer(authorizer, "rest_token", alice_token()) == "401"  # an ES256 token: not the pinned algorithm
+
+
+def test_a_spend_that_times_out_is_denied_and_never_sent_twice(authorizer, alice_weather, monkeypatch):
+    """A timed-out UpdateItem may have landed: retrying it could charge one call twice."""
+    received, stop = [], threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+
+    def silent_endpoint():  # reads each request, never answers
+        connections = []
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connections.append(connection)
+            received.append(connection.recv(65536))
+        for c in connections:
+            c.close()
+
+    thread = threading.Thread(target=silent_endpoint)
+    thread.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        monkeypatch.setenv("AUTHORIZER_PRODUCT", "weather")  # no route lookup: the spend alone
+        authorizer.reset()
+        assert answer(authorizer, "rest_token", alice_token()) == expected_deny("rest_token", "internal_error")
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert len(received) == 1 and b"UpdateItem" in received[0]

@@ -17,6 +17,9 @@ def test_importing_the_authorizer_imports_no_django(module):
 
 
 def test_the_handler_does_not_load_boto3_or_s3transfer():
-    code = "import sys, authorizer.handler; print(sorted(m for m in sys.modules if m.split('.')[0] in {'boto3', 's3transfer'}))"
+    code = (
+        "import sys, authorizer.handler; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'boto3', 's3transfer'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

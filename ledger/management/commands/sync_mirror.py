@@ -31,7 +31,9 @@ class Command(BaseCommand):
             report = mirror_pending_retry()
         else:
             report = mirror_full_write(
-                lambda total: tqdm(total=total, unit="item", desc="sync_mirror", disable=verbosity < 1, file=self.stderr)
+                lambda total: tqdm(
+                    total=total, unit="item", desc="sync_mirror", disable=verbosity < 1, file=self.stderr
+                )
             )
         self._report(report)
 

@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def _handle(self, verbosity: int) -> None:
         usage = mirror_usage_pull(
-            lambda total: tqdm(total=total, unit="item", desc="sync_usage", disable=None if verbosity >= 1 else True, file=self.stderr)
+            lambda total: tqdm(
+                total=total, unit="item", desc="sync_usage", disable=None if verbosity >= 1 else True, file=self.stderr
+            )
         )
         self.stdout.write(
             f"{usage.items} balance item(s) read, {usage.credits} credit(s) of usage recorded "
@@ -27,6 +29,8 @@ class Command(BaseCommand):
         )
         pending = mirror_pending_retry()
         if pending.written or pending.current or pending.failed:
-            self.stdout.write(f"pending mirror writes: {pending.written + pending.current} done, {len(pending.failed)} still failing")
+            self.stdout.write(
+                f"pending mirror writes: {pending.written + pending.current} done, {len(pending.failed)} still failing"
+            )
         if pending.failed:
             raise CommandError(f"{len(pending.failed)} mirror write(s) still failing")
