@@ -23,11 +23,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from accounts.models import Credential
 from authorizer import mirror as m
@@ -174,8 +176,13 @@ class WriteReport:
 Job = tuple[Key, Callable[[], bool]]
 
 
-def _run(jobs: list[Job], progress=None) -> WriteReport:
-    """Run writes (in a thread pool when there are several); record failures as pending, clear successes."""
+def _run(jobs: list[Job], *, read_at: datetime, progress=None) -> WriteReport:
+    """Run writes (in a thread pool when there are several); record failures as pending, clear successes.
+
+    `read_at`: when the written state was read from Postgres. A success clears
+    only pending rows older than that: a failure recorded since then was about
+    a newer state than the one this run wrote.
+    """
     report = WriteReport()
     if not jobs:
         return report
@@ -211,7 +218,7 @@ def _run(jobs: list[Job], progress=None) -> WriteReport:
         with ThreadPoolExecutor(max_workers=settings.MIRROR_WRITE_THREADS) as pool:
             list(pool.map(run, jobs))
     done = [key for key, _ in jobs if key not in report.failed]
-    _pending_clear(done)
+    _pending_clear(done, before=read_at)
     _pending_record(report.failed)
     return report
 
@@ -223,9 +230,9 @@ def _keys_q(keys: Iterable[Key]) -> Q:
     return q
 
 
-def _pending_clear(keys: list[Key]) -> None:
+def _pending_clear(keys: list[Key], *, before: datetime) -> None:
     for start in range(0, len(keys), 500):
-        MirrorPending.objects.filter(_keys_q(keys[start : start + 500])).delete()
+        MirrorPending.objects.filter(_keys_q(keys[start : start + 500]), updated__lt=before).delete()
 
 
 def _pending_record(failed: dict[Key, str]) -> None:
@@ -270,8 +277,9 @@ def mirror_balances_write(
     if not settings.MIRROR_ENABLED:
         return WriteReport()
     q = Q(pk__in=list(balance_ids)) | Q(customer_id__in=list(customer_ids)) | Q(product_id__in=list(product_ids))
+    read_at = timezone.now()
     balances = list(balances_for_mirror(Balance.objects.filter(q)))
-    return _run(_balance_jobs(mirror_client(), balances, force=False))
+    return _run(_balance_jobs(mirror_client(), balances, force=False), read_at=read_at)
 
 
 def mirror_routes_write(*, api_ids: Iterable[str] = (), product_ids: Iterable[int] = ()) -> WriteReport:
@@ -281,7 +289,8 @@ def mirror_routes_write(*, api_ids: Iterable[str] = (), product_ids: Iterable[in
     api_ids = set(api_ids) | set(
         ProductApi.objects.filter(product_id__in=list(product_ids)).values_list("api_id", flat=True)
     )
-    return _run(_route_jobs(mirror_client(), api_ids))
+    read_at = timezone.now()
+    return _run(_route_jobs(mirror_client(), api_ids), read_at=read_at)
 
 
 # --- sync_mirror ---------------------------------------------------------------
@@ -290,6 +299,7 @@ def mirror_routes_write(*, api_ids: Iterable[str] = (), product_ids: Iterable[in
 def mirror_pending_retry() -> WriteReport:
     """Write again every item whose last write failed (from Postgres as it is now)."""
     client = mirror_client()
+    read_at = timezone.now()
     pending = list(MirrorPending.objects.values_list("item_pk", "item_sk"))
     balance_q, api_ids = Q(pk__in=[]), set()
     for pk, sk in pending:
@@ -299,12 +309,12 @@ def mirror_pending_retry() -> WriteReport:
             )
         elif pk.startswith(ROUTE_PREFIX) and sk == ROUTE_SK:
             api_ids.add(pk.removeprefix(ROUTE_PREFIX))
-    jobs = _balance_jobs(client, balances_for_mirror(Balance.objects.filter(balance_q)), force=True)
+    jobs = _balance_jobs(client, list(balances_for_mirror(Balance.objects.filter(balance_q))), force=True)
     jobs += _route_jobs(client, api_ids)
-    report = _run(jobs)
+    report = _run(jobs, read_at=read_at)
     # Keys with nothing behind them in Postgres any more have nothing to write.
     tried = {key for key, _ in jobs}
-    _pending_clear([key for key in pending if key not in tried])
+    _pending_clear([key for key in pending if key not in tried], before=read_at)
     return report
 
 
@@ -317,6 +327,7 @@ def scan(client, **params) -> Iterator[dict]:
 def mirror_full_write(progress_factory=None) -> WriteReport:
     """Rewrite every item from Postgres (repairing drift), delete routes no product has; never touches `used`."""
     client = mirror_client()
+    read_at = timezone.now()
     balances = balances_for_mirror().order_by("pk")
     api_ids = set(ProductApi.objects.values_list("api_id", flat=True))
     stale_routes = {
@@ -336,10 +347,10 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
     for balance in balances.iterator(chunk_size=500):
         chunk.append(balance)
         if len(chunk) == 500:
-            report += _run(_balance_jobs(client, chunk, force=True), progress)
+            report += _run(_balance_jobs(client, chunk, force=True), read_at=read_at, progress=progress)
             chunk = []
-    report += _run(_balance_jobs(client, chunk, force=True), progress)
-    report += _run(_route_jobs(client, api_ids | stale_routes), progress)
+    report += _run(_balance_jobs(client, chunk, force=True), read_at=read_at, progress=progress)
+    report += _run(_route_jobs(client, api_ids | stale_routes), read_at=read_at, progress=progress)
     if progress is not None:
         progress.close()
     return report

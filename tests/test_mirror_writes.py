@@ -216,3 +216,24 @@ def test_writes_are_skipped_when_the_mirror_is_off(
         credits_grant(customer=alice, product=products["weather"], amount=10)
     assert mirror.balance(alice, products["weather"]) is None
     assert not MirrorPending.objects.exists()
+
+
+def test_a_write_of_an_older_read_leaves_a_failure_recorded_since_pending(
+    mirror, alice, products, django_capture_on_commit_callbacks
+):
+    from django.utils import timezone
+
+    from ledger.mirror import _balance_jobs, _run
+
+    with django_capture_on_commit_callbacks(execute=True):
+        credits_grant(customer=alice, product=products["weather"], amount=10)
+    read_at = timezone.now()
+    balances = list(balances_for_mirror(Balance.objects.filter(customer=alice)))
+    key = {"item_pk": f"CUSTOMER#{alice.public_id}", "item_sk": "PRODUCT#weather"}
+    MirrorPending.objects.create(**key, error="the write of a newer state failed meanwhile")
+
+    _run(_balance_jobs(mirror_client(), balances, force=True), read_at=read_at)
+    assert MirrorPending.objects.filter(**key).exists()  # what this run wrote was read before that failure
+
+    _run(_balance_jobs(mirror_client(), balances, force=True), read_at=timezone.now())
+    assert not MirrorPending.objects.exists()
