@@ -37,6 +37,7 @@ install-deploy: $(DEPLOY_VENV)/.installed
 
 ## run: a local CreditPortal on SQLite (or DATABASE_URL), with a demo staff login and product
 run: export DJANGO_DEBUG ?= 1
+run: export MIRROR_ENABLED ?= 0
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
@@ -60,6 +61,11 @@ authorizer-zip: $(BIN)/python
 ## bench: every benchmark in bench/ (each prints its figures and the command that reproduces them)
 bench: install-dev
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+## bench: the gate's benchmarks (warm decision, cold start, requests per decision); they print their figures
+bench: install-dev
+	$(BIN)/python bench/authorizer_warm.py
+	$(BIN)/python bench/authorizer_cold.py
 
 clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache staticfiles build dist

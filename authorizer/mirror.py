@@ -16,14 +16,16 @@ Balance item, one per (customer, product):
     version         N     balance + customer + product versions:
                           a write lands only if its version is higher (Django)
     used            N     credits spent at the gate                   (authorizer only;
-                          Django sets it with if_not_exists(used, 0) and never otherwise)
+                          Django sets it only on a new item, with if_not_exists(used, :u),
+                          :u = the usage Postgres has recorded (0 for a new balance), so an
+                          item recreated from Postgres does not hand out spent credits again)
 
 Route item, one per API Gateway API id:
     pk = "API#<api id>", sk = "ROUTE"
     product         S     the product slug the API serves
     version         N     the product's version                       (Django)
 
-Django writes with `SET ... used = if_not_exists(used, :zero)` under the
+Django writes with `SET ... used = if_not_exists(used, :u)` under the
 condition `attribute_not_exists(version) OR version < :v`; the authorizer
 spends with one `UpdateItem`: `SET used = used + cost` under the condition
 that the customer and product are active, the token's credential version is

@@ -242,3 +242,17 @@ SIMPLE_JWT = {
 # inside the Lambda package: no bucket or CDN to run. Locally, runserver and
 # the tests serve them as before.
 MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")
+
+# --- The gate: the DynamoDB mirror (ledger/mirror.py) ------------------------
+
+# Off: Django writes nothing to DynamoDB (a demo without AWS or moto).
+MIRROR_ENABLED = envbool("MIRROR_ENABLED", "true")
+# Only to point the mirror somewhere else than boto3's own choice
+# (which already honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB).
+MIRROR_ENDPOINT_URL = os.getenv("MIRROR_ENDPOINT_URL") or None
+# A write that fails is retried by botocore (standard mode: throttling and
+# connection errors) this many times in all, then recorded as pending.
+MIRROR_WRITE_ATTEMPTS = envint("MIRROR_WRITE_ATTEMPTS", "3")
+MIRROR_TIMEOUT_SECONDS = envint("MIRROR_TIMEOUT_SECONDS", "2")
+# Parallel writes when one change touches many items (a product's balances, sync_mirror).
+MIRROR_WRITE_THREADS = envint("MIRROR_WRITE_THREADS", "8")

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from ledger.forms import PurchaseApplyForm
-from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
+from ledger.models import Balance, LedgerEntry, MirrorPending, Product, ProductApi, ProductSku, Purchase
 from ledger.services import purchase_apply, purchase_email_resend
 
 RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
@@ -202,3 +202,11 @@ class PurchaseAdmin(ReadOnlyAdmin):
             else:  # sent once the surrounding transaction commits
                 message, level = f"{what} queued for {purchase.customer}.", messages.INFO
             self.message_user(request, f"Purchase {purchase}: {message}", level)
+
+
+@admin.register(MirrorPending)
+class MirrorPendingAdmin(ReadOnlyAdmin):
+    """Mirror writes that failed: Postgres has the change, the gate does not yet (sync_mirror --pending)."""
+
+    list_display = ["item_pk", "item_sk", "error", "created", "updated"]
+    search_fields = ["item_pk", "item_sk"]

@@ -185,3 +185,25 @@ class Balance(models.Model):
     def clean(self) -> None:
         if self.granted < self.used:
             raise ValidationError("Granted credits cannot be below what is already used.")
+
+
+class MirrorPending(models.Model):
+    """A mirror item whose write failed (endpoint down, throttled), waiting to be written again.
+
+    Postgres already holds the change; `sync_mirror --pending` (and every
+    `sync_usage` run) rewrites these items from Postgres and deletes the rows.
+    """
+
+    item_pk = models.CharField("item pk", max_length=200)
+    item_sk = models.CharField("item sk", max_length=200)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "pending mirror write"
+        constraints = [models.UniqueConstraint(fields=["item_pk", "item_sk"], name="mirror_pending_once_per_item")]
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return f"{self.item_pk} {self.item_sk}"

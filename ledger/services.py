@@ -54,13 +54,16 @@ def _entry_apply(
     entry = LedgerEntry.objects.create(
         customer=customer, product=product, kind=kind, amount=amount, reason=reason, created_by=by, purchase=purchase
     )
-    Balance.objects.filter(pk=balance.pk).update(
-        granted=F("granted") + granted_delta,
-        used=F("used") + used_delta,
-        version=F("version") + 1,
+    # save(), not a queryset update: post_save tells the gate's mirror (ledger/signals.py).
+    balance.granted = F("granted") + granted_delta
+    balance.used = F("used") + used_delta
+    balance.version = F("version") + 1
+    fields = ["granted", "used", "version", "updated"]
+    if granted_delta > 0:
         # More credits re-arm the low-balance email (see ledger/low_balance.py).
-        **({"low_balance_notified": None} if granted_delta > 0 else {}),
-    )
+        balance.low_balance_notified = None
+        fields.append("low_balance_notified")
+    balance.save(update_fields=fields)
     return entry
 
 

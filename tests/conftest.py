@@ -192,3 +192,91 @@ def jwt_keys():
         leeway=conf["LEEWAY"],
     )
     override.disable()
+
+# --- The gate ------------------------------------------------------------------
+
+
+@pytest.fixture
+def mirror_table(aws):
+    """The gate's DynamoDB table (MIRROR_TABLE), made by `create_mirror_table` on an emptied moto server."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("create_mirror_table", stdout=StringIO())
+    return os.environ["MIRROR_TABLE"]
+
+
+@pytest.fixture
+def authorizer(monkeypatch):
+    """authorizer.handler configured as in Lambda (test key pair, MIRROR_TABLE, moto endpoint), caches empty."""
+    from authorizer import handler
+    from tests.authorizer.support import gate_environ
+
+    for name, value in gate_environ().items():
+        monkeypatch.setenv(name, value)
+    handler.reset()
+    yield handler
+    monkeypatch.undo()
+    handler.reset()
+
+
+@pytest.fixture
+def mirror(mirror_table, settings):
+    """Read the gate's mirror as plain values: `mirror.balance(customer, product)`, `mirror.route(api_id)`."""
+    from authorizer import mirror as items
+    from ledger.mirror import mirror_client, plain
+
+    class Mirror:
+        table = mirror_table
+
+        def _get(self, key: dict) -> dict | None:
+            item = mirror_client().get_item(TableName=settings.MIRROR_TABLE, Key=key, ConsistentRead=True).get("Item")
+            return None if item is None else {k: plain(v) for k, v in item.items() if k not in ("pk", "sk")}
+
+        def balance(self, customer, product) -> dict | None:
+            return self._get(items.balance_key(customer.public_id, product.slug))
+
+        def route(self, api_id: str) -> dict | None:
+            return self._get(items.route_key(api_id))
+
+        def spend(self, customer, product, used: int) -> None:
+            """Set `used` as the gate would have after spending (the authorizer is the only writer of it)."""
+            mirror_client().update_item(
+                TableName=settings.MIRROR_TABLE,
+                Key=items.balance_key(customer.public_id, product.slug),
+                UpdateExpression="SET #used = :used",
+                ExpressionAttributeNames={"#used": items.USED},
+                ExpressionAttributeValues={":used": {"N": str(used)}},
+            )
+
+    return Mirror()
+
+
+@pytest.fixture(scope="session")
+def atomic_moto_server(moto_server):
+    """A second door to the same moto state that handles one request at a time: its URL.
+
+    DynamoDB applies the writes to one item one at a time. moto's threaded
+    server checks an UpdateItem's condition and applies it in separate steps,
+    so under many concurrent calls it lets a few too many through even for raw
+    boto3 calls (28 of 25 seen). Tests that count allows under concurrency
+    send the authorizer's requests through this door.
+    """
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def one_at_a_time(environ, start_response):
+        with lock:
+            return list(app(environ, start_response))
+
+    server = make_server("127.0.0.1", _free_port(), one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

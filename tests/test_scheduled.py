@@ -4,12 +4,15 @@ import importlib
 import inspect
 import json
 import re
+from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, get_commands
+from django.core.management import CommandError, call_command
 
 from creditportal import scheduled
+from ledger.models import Balance, LedgerEntry
+from ledger.services import credits_grant
 
 ROOT = Path(__file__).resolve().parent.parent
 # Zappa names each EventBridge rule after the function; this is what it accepts.
@@ -45,17 +48,33 @@ def test_every_scheduled_function_exists_and_takes_zappas_arguments(stage):
         inspect.signature(function).bind(EVENT, None)  # Zappa calls function(event, context)
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    "function, command",
-    [(scheduled.sync_usage, "sync_usage"), (scheduled.sync_mirror_check, "sync_mirror")],
-)
-def test_each_scheduled_function_runs_its_management_command(function, command, aws):
-    if command not in get_commands():
-        # Until the command lands (issue 5), Django's refusal names the command that was called.
-        with pytest.raises(CommandError, match=f"^Unknown command: '{command}'$"):
-            function(EVENT, None)
-        return
-    # TODO(lead, after merging issue 5): assert the command's effect (usage in the ledger,
-    # drift reported) instead of only that it runs.
-    function(EVENT, None)
+def test_the_minute_run_brings_usage_spent_at_the_gate_into_the_ledger(
+    mirror, alice, products, django_capture_on_commit_callbacks
+):
+    weather = products["weather"]
+    with django_capture_on_commit_callbacks(execute=True):
+        credits_grant(customer=alice, product=weather, amount=10)
+    mirror.spend(alice, weather, used=4)
+
+    scheduled.sync_usage(EVENT, None)
+    scheduled.sync_usage(EVENT, None)  # every minute: a second run finds nothing new
+
+    usage = LedgerEntry.objects.filter(customer=alice, product=weather, kind=LedgerEntry.Kind.USAGE)
+    assert list(usage.values_list("amount", flat=True)) == [-4]
+    assert Balance.objects.get(customer=alice, product=weather).used == 4
+
+
+def test_the_daily_check_fails_the_invocation_on_drift_and_passes_without(
+    mirror, alice, products, django_capture_on_commit_callbacks
+):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=10)
+    call_command("sync_mirror", stdout=StringIO(), stderr=StringIO())  # products and balance, in step
+    scheduled.sync_mirror_check(EVENT, None)  # nothing raised
+
+    # Postgres moves on while the mirror does not hear of it (the write is never run).
+    with django_capture_on_commit_callbacks(execute=False):
+        credits_grant(customer=alice, product=weather, amount=5)
+    with pytest.raises(CommandError, match="differs from Postgres"):
+        scheduled.sync_mirror_check(EVENT, None)  # a Lambda error: the alarm's signal
+    assert mirror.balance(alice, weather)["granted"] == 10  # a check only compares

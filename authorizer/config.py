@@ -1,0 +1,87 @@
+"""The authorizer's settings, read from the environment once per cold start.
+
+Lambda sets the environment before the handler module is imported, so the
+handler reads it then (see `handler.reset()` for tests that change it).
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """The authorizer cannot decide anything with this configuration: every call is denied."""
+
+
+@dataclass(frozen=True)
+class Config:
+    table: str
+    public_keys_pem: str
+    algorithm: str = "ES256"
+    issuer: str = "creditportal"
+    audience: str = "creditportal-api"
+    leeway: float = 5.0
+    # Pins one product instead of routing by API id (one authorizer per API).
+    product: str | None = None
+    # How long an API id -> product route (or its absence) is remembered, in seconds.
+    route_ttl: float = 60.0
+    # Where the token is: a header (case-insensitive), and optionally a query
+    # string parameter, tried only when the header is absent.
+    token_header: str = "Authorization"
+    token_query: str | None = None
+
+    @property
+    def bearer_required(self) -> bool:
+        """In `Authorization` the token comes as `Bearer <jwt>`; a header of our own may carry it bare."""
+        return self.token_header.lower() == "authorization"
+
+
+ALGORITHMS = ("ES256", "RS256")
+
+
+def _secret(environ, name: str) -> str:
+    value = environ.get(name, "")
+    if not value.strip() and environ.get(f"{name}_FILE"):
+        try:
+            value = Path(environ[f"{name}_FILE"]).read_text()
+        except OSError as e:
+            raise ConfigError(f"{name}_FILE cannot be read: {e}") from e
+    return value.strip()
+
+
+def _number(environ, name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} cannot be negative")
+    return value
+
+
+def config_from_env(environ=None) -> Config:
+    environ = os.environ if environ is None else environ
+    table = environ.get("MIRROR_TABLE", "").strip()
+    if not table:
+        raise ConfigError("MIRROR_TABLE is not set")
+    keys = _secret(environ, "JWT_PUBLIC_KEY")
+    if not keys:
+        raise ConfigError("JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE) is not set")
+    algorithm = environ.get("JWT_ALGORITHM", "").strip() or "ES256"
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+    return Config(
+        table=table,
+        public_keys_pem=keys,
+        algorithm=algorithm,
+        issuer=environ.get("JWT_ISSUER", "").strip() or "creditportal",
+        audience=environ.get("JWT_AUDIENCE", "").strip() or "creditportal-api",
+        leeway=_number(environ, "JWT_LEEWAY", 5.0),
+        product=environ.get("AUTHORIZER_PRODUCT", "").strip() or None,
+        route_ttl=_number(environ, "AUTHORIZER_ROUTE_TTL", 60.0),
+        token_header=environ.get("AUTHORIZER_TOKEN_HEADER", "").strip() or "Authorization",
+        token_query=environ.get("AUTHORIZER_TOKEN_QUERY", "").strip() or None,
+    )

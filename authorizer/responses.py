@@ -1,0 +1,54 @@
+"""What the authorizer answers, modelled on Powertools' `APIGatewayAuthorizerResponse`
+(REST: an IAM policy) and `APIGatewayAuthorizerResponseV2` (HTTP API simple response).
+
+`context` values must be flat (string, number or boolean): API Gateway rejects
+nested objects, and passes the values on as `$context.authorizer.<key>`.
+"""
+
+from dataclasses import dataclass, field
+
+ContextValue = str | int | bool
+
+
+@dataclass(frozen=True)
+class IamPolicyResponse:
+    """A REST API authorizer answer: Allow or Deny `execute-api:Invoke` on exactly the called method.
+
+    Only the called method (not a wildcard): with result caching off, as a
+    metered route must have it, a policy never outlives the call it was made for.
+    """
+
+    principal_id: str
+    allow: bool
+    resource: str
+    context: dict[str, ContextValue] = field(default_factory=dict)
+
+    def asdict(self) -> dict:
+        return {
+            "principalId": self.principal_id,
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Action": "execute-api:Invoke",
+                        "Effect": "Allow" if self.allow else "Deny",
+                        "Resource": [self.resource],
+                    }
+                ],
+            },
+            "context": dict(self.context),
+        }
+
+
+@dataclass(frozen=True)
+class SimpleResponse:
+    """An HTTP API (payload 2.0) simple response."""
+
+    authorized: bool
+    context: dict[str, ContextValue] = field(default_factory=dict)
+
+    def asdict(self) -> dict:
+        answer: dict = {"isAuthorized": self.authorized}
+        if self.context:
+            answer["context"] = dict(self.context)
+        return answer

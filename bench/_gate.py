@@ -1,0 +1,100 @@
+"""Shared set-up of the gate benchmarks: a moto server in its own process, the mirror
+table with one route and one (very large) balance, a token, and the authorizer's environment.
+Django-free, like the authorizer."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from authorizer import mirror  # noqa: E402
+from tests.authorizer.support import balance_item, gate_environ, load_event, mint, route_item  # noqa: E402
+
+TABLE = "creditportal-bench"
+API_ID = "wthr000001"
+CUSTOMER, CLIENT, PRODUCT = "cus_bench", "cli_bench", "weather"
+BASE_ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MIRROR_TABLE": TABLE,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    """`python -m moto.server` in its own process (so it does not compete for our GIL): (process, url)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return process, url
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("moto server did not start")
+
+
+def environ(endpoint: str, **extra) -> dict[str, str]:
+    return BASE_ENV | {"AWS_ENDPOINT_URL": endpoint} | gate_environ() | extra
+
+
+def prepare_table(client) -> None:
+    client.create_table(TableName=TABLE, **mirror.TABLE_DEFINITION)
+    client.put_item(TableName=TABLE, Item=route_item(API_ID, PRODUCT))
+    for customer in (CUSTOMER, "cus_raw"):
+        client.put_item(
+            TableName=TABLE,
+            Item=balance_item(customer=customer, product=PRODUCT, granted=10**12, creds={CLIENT: 1}),
+        )
+
+
+def token() -> str:
+    return mint(sub=CUSTOMER, client_id=CLIENT, ver=1, scope=PRODUCT, lifetime=3600)
+
+
+def event(kind: str = "rest_request") -> dict:
+    return load_event(kind, token=token(), api_id=API_ID)
+
+
+def raw_update_params(customer: str = "cus_raw") -> dict:
+    """One raw conditional UpdateItem, the same the gate sends (on another item)."""
+    from authorizer.gate import SPEND_CONDITION, SPEND_NAMES, SPEND_UPDATE
+
+    return dict(
+        TableName=TABLE,
+        Key=mirror.balance_key(customer, PRODUCT),
+        UpdateExpression=SPEND_UPDATE,
+        ConditionExpression=SPEND_CONDITION,
+        ExpressionAttributeNames={**SPEND_NAMES, "#cid": CLIENT},
+        ExpressionAttributeValues={":true": {"BOOL": True}, ":ver": {"N": "1"}},
+        ReturnValues="ALL_NEW",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]

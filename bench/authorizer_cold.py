@@ -1,0 +1,90 @@
+"""A cold process: import the authorizer and make one decision, against
+`import boto3`, a client and one raw conditional UpdateItem to the same endpoint.
+
+Each run is a fresh interpreter; the time is measured inside it, from before
+the first import to after the answer (interpreter start-up, the same for both,
+is left out). Runs alternate between the two, many times; medians compared.
+Two authorizer variants: routed by API id (a GetItem, then the UpdateItem) and
+pinned with AUTHORIZER_PRODUCT (the UpdateItem alone).
+
+Run: .venv/bin/python bench/authorizer_cold.py [runs]   (or `make bench`)
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from _gate import ROOT, environ, event, median, prepare_table, raw_update_params, start_moto
+
+GOAL = 1.0
+
+AUTHORIZER = """
+import time
+t0 = time.perf_counter()
+from authorizer.handler import lambda_handler
+answer = lambda_handler(EVENT, None)
+t1 = time.perf_counter()
+assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
+print(t1 - t0)
+"""
+
+BOTO3 = """
+import time
+t0 = time.perf_counter()
+import boto3
+client = boto3.client("dynamodb")
+client.update_item(**PARAMS)
+t1 = time.perf_counter()
+print(t1 - t0)
+"""
+
+
+def timed(code: str, env: dict[str, str]) -> float:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(runs: int) -> None:
+    moto, url = start_moto()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JWT_", "AUTHORIZER_", "MIRROR_"))}
+        env |= environ(url) | {"PYTHONDONTWRITEBYTECODE": "0"}
+        os.environ.update(environ(url))
+        from authorizer.handler import dynamodb_client
+
+        prepare_table(dynamodb_client())
+        the_event = json.dumps(event("rest_request"))
+        authorizer_code = AUTHORIZER.replace("EVENT", f"__import__('json').loads({the_event!r})")
+        boto3_code = BOTO3.replace("PARAMS", repr(raw_update_params()))
+        pinned_env = env | {"AUTHORIZER_PRODUCT": "weather"}
+
+        for _ in range(2):  # compile bytecode caches, warm the page cache
+            timed(authorizer_code, env), timed(boto3_code, env)
+        routed, pinned, boto3 = [], [], []
+        for _ in range(runs):
+            routed.append(timed(authorizer_code, env))
+            boto3.append(timed(boto3_code, env))
+            pinned.append(timed(authorizer_code, pinned_env))
+
+        base = median(boto3)
+        print("cold process: import + one decision vs import boto3 + client + one UpdateItem")
+        print(f"  ({runs} fresh processes each, alternating; time measured inside each, from the first import)")
+        print(f"  boto3 + client + UpdateItem           median {base * 1e3:7.1f} ms")
+        for name, times in [
+            ("authorizer, routed (GetItem+Update)", routed),
+            ("authorizer, AUTHORIZER_PRODUCT pinned", pinned),
+        ]:
+            ratio = median(times) / base
+            verdict = "OK" if ratio <= GOAL else "OVER"
+            print(
+                f"  {name:37s} median {median(times) * 1e3:7.1f} ms   ratio {ratio:.3f}   goal <= {GOAL:.1f} {verdict}"
+            )
+        print(f"  reproduce: .venv/bin/python bench/authorizer_cold.py {runs}")
+    finally:
+        moto.terminate()
+        moto.wait()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)

@@ -1,0 +1,55 @@
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from ledger.mirror import WriteReport, mirror_drift, mirror_full_write, mirror_pending_retry
+
+
+class Command(BaseCommand):
+    help = (
+        "Rewrite every item of the gate's mirror from Postgres (never touching what the gate has used). "
+        "--check only compares, prints the drift and exits non-zero when there is any; "
+        "--pending only rewrites the items whose last write failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--check", action="store_true", help="compare only; exit 1 on any drift")
+        mode.add_argument("--pending", action="store_true", help="rewrite only the items whose write failed")
+
+    def handle(self, *, check: bool, pending: bool, verbosity: int, **options) -> None:
+        try:
+            self._handle(check=check, pending=pending, verbosity=verbosity)
+        except (BotoCoreError, ClientError) as e:
+            raise CommandError(f"the mirror cannot be read: {e}") from e
+
+    def _handle(self, *, check: bool, pending: bool, verbosity: int) -> None:
+        if check:
+            self._check()
+            return
+        if pending:
+            report = mirror_pending_retry()
+        else:
+            report = mirror_full_write(
+                lambda total: tqdm(
+                    total=total, unit="item", desc="sync_mirror", disable=verbosity < 1, file=self.stderr
+                )
+            )
+        self._report(report)
+
+    def _check(self) -> None:
+        drift = mirror_drift()
+        for line in drift:
+            self.stdout.write(line)
+        if drift:
+            raise CommandError(f"the mirror differs from Postgres in {len(drift)} way(s)")
+        self.stdout.write("no drift: the mirror matches Postgres")
+
+    def _report(self, report: WriteReport) -> None:
+        self.stdout.write(
+            f"{report.written} item(s) written, {report.current} already current, {len(report.failed)} failed"
+        )
+        if report.failed:
+            for (pk, sk), error in sorted(report.failed.items()):
+                self.stderr.write(f"{pk} {sk}: {error}")
+            raise CommandError(f"{len(report.failed)} item(s) could not be written; they stay pending")

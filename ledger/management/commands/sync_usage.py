@@ -1,0 +1,36 @@
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from ledger.mirror import mirror_pending_retry, mirror_usage_pull
+
+
+class Command(BaseCommand):
+    help = (
+        "Record in the ledger the credits the gate has spent since the last run (running it twice changes "
+        "nothing), then rewrite mirror items whose last write failed. Meant to run every minute."
+    )
+
+    def handle(self, *, verbosity: int, **options) -> None:
+        try:
+            self._handle(verbosity)
+        except (BotoCoreError, ClientError) as e:
+            raise CommandError(f"the mirror cannot be read: {e}") from e
+
+    def _handle(self, verbosity: int) -> None:
+        usage = mirror_usage_pull(
+            lambda total: tqdm(
+                total=total, unit="item", desc="sync_usage", disable=None if verbosity >= 1 else True, file=self.stderr
+            )
+        )
+        self.stdout.write(
+            f"{usage.items} balance item(s) read, {usage.credits} credit(s) of usage recorded "
+            f"on {usage.balances} balance(s)"
+        )
+        pending = mirror_pending_retry()
+        if pending.written or pending.current or pending.failed:
+            self.stdout.write(
+                f"pending mirror writes: {pending.written + pending.current} done, {len(pending.failed)} still failing"
+            )
+        if pending.failed:
+            raise CommandError(f"{len(pending.failed)} mirror write(s) still failing")

@@ -1,0 +1,147 @@
+"""Django-free helpers for the gate's tests: a test key pair, access tokens per the
+contract (as Django's token endpoint issues them), API Gateway events, mirror items."""
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from authorizer import mirror
+from authorizer.tokens import jwk_thumbprint
+
+EVENTS = Path(__file__).parent / "events"
+EVENT_KINDS = ["rest_token", "rest_request", "http_api_v2"]
+EVENT_API_ID = "abcdef123"  # the API id in the sample events
+ISSUER = "creditportal"
+AUDIENCE = "creditportal-api"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_key: object
+    algorithm: str
+
+    @classmethod
+    def generate(cls, algorithm: str = "ES256") -> "KeyPair":
+        if algorithm == "ES256":
+            return cls(ec.generate_private_key(ec.SECP256R1()), algorithm)
+        return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), algorithm)
+
+    @cached_property
+    def public_pem(self) -> str:
+        return (
+            self.private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    @cached_property
+    def kid(self) -> str:
+        return jwk_thumbprint(self.private_key.public_key())
+
+
+KEY = KeyPair.generate("ES256")
+
+
+def mint(
+    *,
+    sub: str,
+    client_id: str,
+    ver: int,
+    scope: str,
+    key: KeyPair = KEY,
+    iat: int | None = None,
+    lifetime: int = 300,
+    headers: dict | None = None,
+    drop: tuple[str, ...] = (),
+    **claims,
+) -> str:
+    """An access token as the contract says (override or `drop` claims to forge bad ones)."""
+    iat = int(time.time()) if iat is None else iat
+    payload = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "client_id": client_id,
+        "ver": ver,
+        "scope": scope,
+        "iat": iat,
+        "exp": iat + lifetime,
+        "jti": secrets.token_urlsafe(12),
+    } | claims
+    for name in drop:
+        payload.pop(name)
+    header = {"typ": "at+jwt", "kid": key.kid} | (headers or {})
+    return jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers=header)
+
+
+def load_event(kind: str, *, token: str | None, api_id: str = EVENT_API_ID) -> dict:
+    """A sample event from tests/authorizer/events/, carrying `Bearer <token>` (None: no token at all)."""
+    text = (EVENTS / f"{kind}.json").read_text().replace(EVENT_API_ID, api_id)
+    event = json.loads(text.replace("{caller-supplied-token}", token or ""))
+    if token is None:
+        for headers in (event.get("headers"), event.get("multiValueHeaders")):
+            for name in [n for n in (headers or {}) if n.lower() == "authorization"]:
+                del headers[name]
+        event.pop("authorizationToken", None)
+        event.pop("identitySource", None)
+    return event
+
+
+def gate_environ(key: KeyPair = KEY, **overrides) -> dict[str, str]:
+    """The authorizer's environment for tests (MIRROR_TABLE and AWS_ENDPOINT_URL come from the test session)."""
+    return {
+        "JWT_PUBLIC_KEY": key.public_pem,
+        "JWT_ALGORITHM": key.algorithm,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+    } | overrides
+
+
+def balance_item(
+    *,
+    customer: str,
+    product: str,
+    granted: int,
+    used: int = 0,
+    cost: int = 1,
+    active: bool = True,
+    product_active: bool = True,
+    creds: dict[str, int],
+    version: int = 1,
+) -> dict:
+    """A balance item as Django writes it (typed, for put_item)."""
+    return mirror.balance_key(customer, product) | {
+        mirror.GRANTED: {"N": str(granted)},
+        mirror.USED: {"N": str(used)},
+        mirror.COST: {"N": str(cost)},
+        mirror.CEILING: {"N": str(granted - cost)},
+        mirror.ACTIVE: {"BOOL": active},
+        mirror.PRODUCT_ACTIVE: {"BOOL": product_active},
+        mirror.CREDS: {"M": {cid: {"N": str(v)} for cid, v in creds.items()}},
+        mirror.VERSION: {"N": str(version)},
+    }
+
+
+def route_item(api_id: str, product: str, version: int = 1) -> dict:
+    return mirror.route_key(api_id) | {mirror.PRODUCT: {"S": product}, mirror.VERSION: {"N": str(version)}}
+
+
+class RequestCounter:
+    """Counts the HTTP requests a botocore client sends (a botocore event hook, nothing patched)."""
+
+    def __init__(self, client):
+        self.operations: list[str] = []
+        client.meta.events.register("before-send.dynamodb", self._count)
+
+    def _count(self, request, **kwargs):
+        target = request.headers.get("X-Amz-Target", "")
+        target = target.decode() if isinstance(target, bytes) else target
+        self.operations.append(target.rsplit(".", 1)[-1])
+        return None  # None: botocore sends the request as usual

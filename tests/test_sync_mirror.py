@@ -1,0 +1,125 @@
+"""`sync_mirror`: rewrite every item from Postgres (never usage); `--check` prints drift and fails on any;
+`--pending` rewrites only what failed before."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from authorizer import mirror as items
+from ledger.mirror import mirror_client
+from ledger.models import MirrorPending
+from ledger.services import credits_grant
+
+
+def run(*args) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("sync_mirror", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def balances(alice, bob, products):
+    """Balances made without the mirror seeing them (their after-commit writes never run in a test transaction)."""
+    credits_grant(customer=alice, product=products["weather"], amount=10)
+    credits_grant(customer=alice, product=products["maps"], amount=20)
+    credits_grant(customer=bob, product=products["weather"], amount=30)
+
+
+def test_it_writes_every_item_with_a_progress_bar_and_never_touches_usage(mirror, balances, alice, bob, products):
+    run()  # first: creates every item
+    mirror.spend(bob, products["weather"], used=12)
+    mirror_client().update_item(  # drift at the same version: someone edited the item by hand
+        TableName=mirror.table,
+        Key=items.balance_key(bob.public_id, "weather"),
+        UpdateExpression="SET granted = :g",
+        ExpressionAttributeValues={":g": {"N": "999"}},
+    )
+
+    out, err = run()
+
+    assert "5 item(s) written, 0 already current, 0 failed" in out  # 3 balances + 2 routes
+    assert "sync_mirror" in err and "5/5" in err  # tqdm's bar
+    assert mirror.balance(bob, products["weather"])["granted"] == 30
+    assert mirror.balance(bob, products["weather"])["used"] == 12
+    assert mirror.balance(alice, products["maps"])["granted"] == 20
+    assert mirror.route("maps000001")["product"] == "maps"
+
+
+def test_check_prints_each_drift_and_fails_then_passes_after_a_sync(mirror, balances, alice, bob, products):
+    run()
+    client = mirror_client()
+    client.update_item(
+        TableName=mirror.table,
+        Key=items.balance_key(alice.public_id, "weather"),
+        UpdateExpression="SET active = :f",
+        ExpressionAttributeValues={":f": {"BOOL": False}},
+    )
+    client.delete_item(TableName=mirror.table, Key=items.balance_key(bob.public_id, "weather"))
+    client.put_item(TableName=mirror.table, Item=items.route_key("gone00001") | {"product": {"S": "weather"}})
+
+    with pytest.raises(CommandError, match="differs from Postgres in 3 way"):
+        run("--check")
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("sync_mirror", "--check", stdout=out)
+    assert sorted(out.getvalue().splitlines()) == sorted(
+        [
+            f"CUSTOMER#{alice.public_id} PRODUCT#weather: active is False in the mirror, True in Postgres",
+            f"CUSTOMER#{bob.public_id} PRODUCT#weather: missing from the mirror",
+            "API#gone00001 ROUTE: in the mirror only (no such row in Postgres)",
+        ]
+    )
+
+    run()
+    out, _ = run("--check")
+    assert out.strip() == "no drift: the mirror matches Postgres"
+    assert mirror.route("gone00001") is None
+
+
+def test_check_reports_usage_lost_from_the_mirror(mirror, balances, alice, products):
+    from ledger.services import usage_record
+
+    run()
+    usage_record(customer=alice, product=products["weather"], amount=4)  # synced from the gate earlier
+    run()
+    mirror.spend(alice, products["weather"], used=1)  # the mirror forgot what was spent
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("sync_mirror", "--check", stdout=out)
+    assert "used is 1 in the mirror, below the 4 recorded in Postgres" in out.getvalue()
+
+
+def test_a_recreated_item_starts_from_the_usage_postgres_knows(mirror, balances, alice, products):
+    from ledger.services import usage_record
+
+    usage_record(customer=alice, product=products["maps"], amount=6)
+    run()
+    assert mirror.balance(alice, products["maps"])["used"] == 6  # not 0: spent credits are not handed out again
+
+
+def test_pending_rewrites_only_the_items_whose_write_failed(mirror, balances, alice, bob, products):
+    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#maps", error="down")
+    MirrorPending.objects.create(item_pk="API#maps000001", item_sk="ROUTE", error="down")
+    MirrorPending.objects.create(item_pk="CUSTOMER#cus_gone", item_sk="PRODUCT#maps", error="down")
+
+    out, _ = run("--pending")
+
+    assert "2 item(s) written" in out
+    assert mirror.balance(alice, products["maps"])["granted"] == 20
+    assert mirror.route("maps000001")["product"] == "maps"
+    assert mirror.balance(bob, products["weather"]) is None  # not pending: not written
+    assert not MirrorPending.objects.exists()
+
+
+def test_a_sync_that_cannot_reach_the_mirror_fails_and_keeps_what_is_pending(mirror, balances, alice, settings):
+    from tests.conftest import _free_port
+
+    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#maps", error="throttled")
+    settings.MIRROR_ENDPOINT_URL = f"http://127.0.0.1:{_free_port()}"
+    for args in [(), ("--check",)]:
+        with pytest.raises(CommandError, match="cannot be read: Could not connect"):
+            run(*args)
+    with pytest.raises(CommandError, match="1 item.s. could not be written; they stay pending"):
+        run("--pending")
+    assert "Could not connect" in MirrorPending.objects.get().error
