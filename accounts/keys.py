@@ -9,7 +9,8 @@ Read from SIMPLE_JWT (filled from JWT_PRIVATE_KEY / JWT_PUBLIC_KEY, or their
   The signing key's public half must be among them.
 
 A key's `kid` is its RFC 7638 JWK thumbprint (SHA-256, base64url, no padding):
-anyone holding the public key computes the same id.
+anyone holding the public key computes the same id. It is computed by the
+authorizer's own function, so the issuer and the gate cannot disagree on it.
 
 In DEBUG with no keys configured, a development key pair is generated once
 into JWT_DEV_KEY_DIR (outside the repository). Without DEBUG, missing keys are
@@ -19,9 +20,6 @@ Keys are parsed once and cached; the cache is dropped when SIMPLE_JWT, DEBUG or
 JWT_DEV_KEY_DIR change (tests override them).
 """
 
-import base64
-import hashlib
-import json
 import logging
 import os
 import re
@@ -42,26 +40,13 @@ from rest_framework_simplejwt import settings as simplejwt_settings
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError
 
+from authorizer.tokens import jwk_thumbprint, public_jwk
+
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("ES256", "RS256")
 TOKEN_TYP = "at+jwt"  # RFC 9068 access token
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
-_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
-
-
-def public_jwk(public_key: Any, algorithm: str) -> dict[str, str]:
-    """The public key as a JWK of its key members only (no kid, alg, use or key_ops)."""
-    family = jwt.algorithms.ECAlgorithm if algorithm.startswith("ES") else jwt.algorithms.RSAAlgorithm
-    jwk = family.to_jwk(public_key, as_dict=True)
-    return {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
-
-
-def thumbprint(jwk: dict[str, str]) -> str:
-    """RFC 7638 JWK thumbprint: SHA-256 of the required members, sorted, no whitespace."""
-    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
-    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def private_key_generate(algorithm: str) -> str:
@@ -113,7 +98,7 @@ class Keyring:
         """The active public keys as a JWK Set (RFC 7517)."""
         return {
             "keys": [
-                {**public_jwk(key, self.algorithm), "kid": kid, "alg": self.algorithm, "use": "sig"}
+                {**public_jwk(key), "kid": kid, "alg": self.algorithm, "use": "sig"}
                 for kid, key in self.public_keys.items()
             ]
         }
@@ -177,9 +162,9 @@ def keyring() -> Keyring:
         except ValueError as e:
             raise ImproperlyConfigured(f"JWT_PUBLIC_KEY: key {number} is not a PEM public key: {e}") from e
         _check_fits(key, algorithm, f"JWT_PUBLIC_KEY (key {number})")
-        public_keys[thumbprint(public_jwk(key, algorithm))] = key
+        public_keys[jwk_thumbprint(key)] = key
 
-    kid = thumbprint(public_jwk(signing_key.public_key(), algorithm))
+    kid = jwk_thumbprint(signing_key.public_key())
     if kid not in public_keys:
         raise ImproperlyConfigured(
             "JWT_PUBLIC_KEY must include the public half of JWT_PRIVATE_KEY "

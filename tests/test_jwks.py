@@ -6,6 +6,7 @@ import jwt
 import pytest
 
 from accounts import keys
+from authorizer.tokens import jwk_thumbprint
 from ledger.services import credits_grant
 
 URL = "/.well-known/jwks.json"
@@ -45,7 +46,7 @@ def test_it_lists_the_signing_key_as_a_public_jwk(client, jwt_keys):
     [jwk] = response.json()["keys"]
     assert set(jwk) == {"kty", "crv", "x", "y", "kid", "alg", "use"}  # no "d": nothing private
     assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"], jwk["kid"]) == ("EC", "P-256", "ES256", "sig", jwt_keys.kid)
-    assert keys.thumbprint(jwk) == jwk["kid"]  # anyone can check the kid
+    assert jwk_thumbprint(jwt.PyJWK(jwk).key) == jwk["kid"]  # anyone can check the kid
 
 
 def test_a_token_verifies_with_nothing_but_the_jwks(client, alice_credits):

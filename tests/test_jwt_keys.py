@@ -18,21 +18,6 @@ def jwt_conf(settings):
     return configure
 
 
-def test_the_kid_is_the_rfc_7638_thumbprint():
-    # The example of RFC 7638 section 3.1.
-    jwk = {
-        "kty": "RSA",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiF"
-        "V4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0z"
-        "gdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFC"
-        "ur-kEgU8awapJzKnqDKgw",
-        "e": "AQAB",
-        "alg": "RS256",
-        "kid": "2011-04-29",
-    }
-    assert keys.thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-
-
 def test_the_session_keys_are_the_keyring(jwt_keys):
     keyring = keys.keyring()
     assert keyring.kid == jwt_keys.kid
