@@ -14,9 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts import keys
-from authorizer.tokens import jwk_thumbprint
 from accounts.models import Credential, Customer
 from accounts.services import credential_revoke, credential_rotate, customer_reactivate, customer_suspend
+from authorizer.tokens import jwk_thumbprint
 from ledger.models import Balance, LedgerEntry
 from ledger.services import credits_grant, usage_record
 
