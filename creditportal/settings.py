@@ -261,3 +261,6 @@ MIRROR_WRITE_THREADS = envint("MIRROR_WRITE_THREADS", "8")
 
 # `make run` (manage.py runstack) refuses to start without DEBUG; nothing here runs in production.
 INSTALLED_APPS += ["local"]
+# The demo logins seed_demo keeps (staff@example.com, demo.customer@example.com).
+DEMO_STAFF_PASSWORD = os.getenv("DEMO_STAFF_PASSWORD", "creditportal-demo")
+DEMO_CUSTOMER_PASSWORD = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo")

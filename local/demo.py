@@ -1,9 +1,9 @@
 """Demo data for a local stack: a staff login, a demo product, and a demo customer
 with credits and API credentials. For local demos only."""
 
-import os
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
@@ -49,8 +49,7 @@ def demo_seed() -> Demo:
     Its credential gets a new secret at every run (a secret is stored only as a hash,
     so a new one is the only one that can be shown); the previous secret stops working.
     """
-    staff_password = os.getenv("DEMO_STAFF_PASSWORD", "creditportal-demo")
-    customer_password = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo")
+    staff_password, customer_password = settings.DEMO_STAFF_PASSWORD, settings.DEMO_CUSTOMER_PASSWORD
     _login(STAFF_EMAIL, staff_password, staff=True, name="Demo Staff")
     product, _ = product_upsert(
         slug=PRODUCT_SLUG, name="Demo API", api_ids=[PRODUCT_API_ID], skus=[PRODUCT_SKU], cost_per_call=1

@@ -175,3 +175,56 @@ def test_it_refuses_to_start_on_a_port_in_use_and_says_which(stack_env):
     assert result.returncode == 1
     assert f"port(s) in use on 127.0.0.1: gateway {port}" in result.stderr
     assert "moto server" not in result.stdout  # nothing was started
+
+
+def test_the_stacks_environment_sends_every_aws_call_to_moto_with_dummy_credentials():
+    from local.stack import stack_environ
+
+    mine = {
+        "PATH": "/usr/bin",
+        "AWS_PROFILE": "production",
+        "AWS_ACCESS_KEY_ID": "AKIAREALKEY",
+        "AWS_SECRET_ACCESS_KEY": "real",
+        "AWS_SESSION_TOKEN": "real",
+        "AWS_SES_REGION_ENDPOINT": "email.eu-west-1.amazonaws.com",
+        "AWS_ENDPOINT_URL_DYNAMODB": "https://dynamodb.eu-west-1.amazonaws.com",
+        "MIRROR_ENABLED": "0",
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+    }
+
+    env = stack_environ(mine, moto_url="http://127.0.0.1:5005", portal_url="http://127.0.0.1:8000")
+
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5005"
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("local", "local")
+    assert not {"AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SES_REGION_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB"} & set(env)
+    assert (env["MIRROR_ENABLED"], env["EMAIL_BACKEND"], env["DJANGO_DEBUG"]) == ("1", "django_ses.SESBackend", "1")
+    assert env["PORTAL_BASE_URL"] == "http://127.0.0.1:8000"
+    assert env["PATH"] == "/usr/bin"
+
+
+def test_the_gateway_gets_the_authorizers_settings_and_no_django_secret(settings, jwt_keys):
+    from local.stack import authorizer_settings, gateway_environ
+
+    mine = {
+        "PATH": "/usr/bin",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5005",
+        "DATABASE_URL": "postgres://secret@db/creditportal",
+        "DJANGO_SECRET_KEY": "s",
+        "CREDENTIAL_HASH_KEY": "h",
+        "ZAPIER_WEBHOOK_SECRET": "z",
+        "JWT_PRIVATE_KEY": jwt_keys.private_pem,
+    }
+
+    env = gateway_environ(mine, authorizer_settings())
+
+    assert set(env) == {
+        "PATH", "AWS_ENDPOINT_URL",
+        "MIRROR_TABLE", "JWT_PUBLIC_KEY", "JWT_ALGORITHM", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_LEEWAY",
+    }  # fmt: skip
+    assert env["JWT_PUBLIC_KEY"].strip() == jwt_keys.public_pem.strip()
+    assert (env["JWT_ALGORITHM"], env["JWT_ISSUER"], env["JWT_AUDIENCE"]) == (
+        jwt_keys.algorithm,
+        jwt_keys.issuer,
+        jwt_keys.audience,
+    )
+    assert env["MIRROR_TABLE"] == settings.MIRROR_TABLE
