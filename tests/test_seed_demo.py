@@ -2,12 +2,19 @@
 
 import io
 
+import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import reverse
 
 from accounts.models import Credential, Customer, User
 from accounts.tokens import credential_authenticate
 from ledger.models import Balance, LedgerEntry, Product
+
+
+@pytest.fixture(autouse=True)
+def debug(settings):
+    settings.DEBUG = True  # as under make run
 
 
 def seed() -> str:
@@ -76,3 +83,13 @@ def test_a_demo_customer_whose_credentials_were_all_revoked_gets_a_new_one(db):
     assert live.pk != revoked.pk
     assert printed(output, "demo customer's client id") == live.client_id
     assert live.check_secret(printed(output, "demo customer's client secret"))
+
+
+def test_outside_debug_it_refuses_and_makes_nothing(db, settings):
+    settings.DEBUG = False
+
+    with pytest.raises(CommandError, match="local demos only"):
+        seed()
+
+    assert not User.objects.filter(email="staff@example.com").exists()
+    assert not Product.objects.filter(slug="demo-api").exists()

@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from local.demo import demo_seed
 
@@ -10,6 +11,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo is for local demos only: it makes a superuser with a well-known password. "
+                "Run it with DJANGO_DEBUG=1 (make run does)."
+            )
         demo = demo_seed()
         product = demo.product
         api_ids = ", ".join(product.apis.values_list("api_id", flat=True))
