@@ -4,12 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+GATEWAY_PORT ?= 8010
+MOTO_PORT ?= 5005
 
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_BIN := $(DEPLOY_VENV)/bin
 STAGE ?= dev
 
-.PHONY: run test bench install install-dev install-deploy zappa-package authorizer-zip clean
+.PHONY: run mailbox test bench install install-local install-dev install-deploy zappa-package authorizer-zip clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +22,14 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+# requirements-local.txt: what `make run` adds (a moto server).
+$(VENV)/.installed-local: requirements.txt requirements-local.txt $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-local.txt
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-dev: requirements.txt requirements-local.txt requirements-dev.txt $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.installed $(VENV)/.installed-local
 
 # Packaging tools (Zappa and its many dependencies) live in their own venv.
 $(DEPLOY_VENV)/.installed: requirements-deploy.txt
@@ -32,19 +39,20 @@ $(DEPLOY_VENV)/.installed: requirements-deploy.txt
 	touch $@
 
 install: $(VENV)/.installed
+install-local: $(VENV)/.installed-local
 install-dev: $(VENV)/.installed-dev
 install-deploy: $(DEPLOY_VENV)/.installed
 
-## run: a local CreditPortal on SQLite (or DATABASE_URL), with a demo staff login and product
+## run: the whole stack locally (moto for DynamoDB and SES, Django, the API Gateway stand-in); SQLite unless DATABASE_URL
 run: export DJANGO_DEBUG ?= 1
-run: export MIRROR_ENABLED ?= 0
-run: install
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo
-	@echo
-	@echo "CreditPortal is starting at http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	@echo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+run: install-local
+	$(BIN)/python manage.py runstack --host $(HOST) --port $(PORT) --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT)
+
+## mailbox: the latest email `make run` sent (COUNT=3 for more, TO=address for one recipient's)
+mailbox: export DJANGO_DEBUG ?= 1
+mailbox: export DJANGO_LOG_LEVEL ?= WARNING
+mailbox: install-local
+	@$(BIN)/python manage.py mailbox --moto http://$(HOST):$(MOTO_PORT) --count $(or $(COUNT),1) $(if $(TO),--to $(TO))
 
 ## test: the whole suite against Postgres (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/creditportal)
 test: install-dev install-deploy
@@ -61,11 +69,6 @@ authorizer-zip: $(BIN)/python
 ## bench: every benchmark in bench/ (each prints its figures and the command that reproduces them)
 bench: install-dev
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
-
-## bench: the gate's benchmarks (warm decision, cold start, requests per decision); they print their figures
-bench: install-dev
-	$(BIN)/python bench/authorizer_warm.py
-	$(BIN)/python bench/authorizer_cold.py
 
 clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache staticfiles build dist

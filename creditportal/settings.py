@@ -256,3 +256,11 @@ MIRROR_WRITE_ATTEMPTS = envint("MIRROR_WRITE_ATTEMPTS", "3")
 MIRROR_TIMEOUT_SECONDS = envint("MIRROR_TIMEOUT_SECONDS", "2")
 # Parallel writes when one change touches many items (a product's balances, sync_mirror).
 MIRROR_WRITE_THREADS = envint("MIRROR_WRITE_THREADS", "8")
+
+# --- Local development tools (local/: runstack, mailbox, seed_demo, the API Gateway stand-in) ---
+
+# `make run` (manage.py runstack) refuses to start without DEBUG; nothing here runs in production.
+INSTALLED_APPS += ["local"]
+# The demo logins seed_demo keeps (staff@example.com, demo.customer@example.com).
+DEMO_STAFF_PASSWORD = os.getenv("DEMO_STAFF_PASSWORD", "creditportal-demo")
+DEMO_CUSTOMER_PASSWORD = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo")
