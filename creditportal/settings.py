@@ -133,8 +133,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
+        "creditportal.parsers.JSONParser",
+        "creditportal.parsers.FormParser",
     ],
     "UNAUTHENTICATED_USER": None,
 }
@@ -256,3 +256,11 @@ MIRROR_WRITE_ATTEMPTS = envint("MIRROR_WRITE_ATTEMPTS", "3")
 MIRROR_TIMEOUT_SECONDS = envint("MIRROR_TIMEOUT_SECONDS", "2")
 # Parallel writes when one change touches many items (a product's balances, sync_mirror).
 MIRROR_WRITE_THREADS = envint("MIRROR_WRITE_THREADS", "8")
+
+# --- Request limits (issue 8: found by tests/test_attacks_webhook.py) ----------
+
+# The largest body the Zapier webhook reads, in bytes; a larger one is a 413 and
+# writes nothing. One order line is well under 1 KB, but the whole body is kept on
+# the purchase (its payload), so a Zap that maps many extra fields has room.
+# (Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply: DRF reads the body stream itself.)
+ZAPIER_WEBHOOK_MAX_BYTES = envint("ZAPIER_WEBHOOK_MAX_BYTES", "65536")
