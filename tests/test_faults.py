@@ -18,6 +18,7 @@ real HTTP server (live_server).
 """
 
 import io
+import random
 import socket
 import threading
 import time
@@ -40,11 +41,29 @@ from tests.test_gate import call, effect, token_for
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
 
+def _port_nobody_is_given() -> int:
+    """A free port below the kernel's ephemeral range: while the endpoint is down, no other
+    connection or bind(0) on this machine can be handed it, so it can come back on it."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _free_port()
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return _free_port()
+
+
 class Endpoint:
     """A moto server on a port of its own that can go away and come back on the same port."""
 
     def __init__(self):
-        self.port = _free_port()
+        self.port = _port_nobody_is_given()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = None
         self.connections: list[socket.socket] = []
