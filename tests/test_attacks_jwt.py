@@ -267,9 +267,7 @@ def test_the_authorizer_denies_a_valid_token_it_must_refuse_and_spends_nothing(d
     assert used(mirror, ctx.alice, products) == {"weather": 0, "maps": 0}
 
 
-def test_a_well_made_token_opens_each_door_so_the_refusals_above_mean_something(
-    door, ctx, mirror, products, client, settings
-):
+def test_a_well_made_token_opens_each_door_so_the_refusals_above_mean_something(door, ctx, mirror, products, client):
     token = ctx.good()
     second = ctx.good(SECOND)
 
