@@ -10,7 +10,6 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
-from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 from accounts import keys
 from accounts.authentication import REALM, AccessTokenAuthentication
 from accounts.tokens import credential_authenticate, token_issue
+from creditportal.parsers import FormParser, JSONParser
 from ledger.models import Balance
 
 GRANT_TYPE = "client_credentials"

@@ -10,6 +10,7 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from accounts.ids import CLIENT_ID_FORMAT
 from accounts.models import Credential, Customer, User
 from ledger.models import Balance, LedgerEntry, Product, Purchase
 
@@ -24,7 +25,10 @@ def credential_list(*, customer: Customer) -> QuerySet[Credential]:
 
 
 def credential_get(*, customer: Customer, client_id: str) -> Credential | None:
-    """The customer's credential with this client id, or None (also when it is another customer's)."""
+    """The customer's credential with this client id, or None (also when it is another customer's,
+    or when `client_id`, which comes from a URL, cannot be one: a NUL in it would fail the query)."""
+    if not CLIENT_ID_FORMAT.fullmatch(client_id):
+        return None
     return Credential.objects.filter(customer=customer, client_id=client_id).first()
 
 

@@ -27,11 +27,12 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import Token
 
 from accounts import keys
+from accounts.ids import CLIENT_ID_FORMAT
 from accounts.models import Credential, hash_secret
 from ledger.models import Balance
 
 CLAIMS = ("iss", "aud", "sub", "client_id", "ver", "scope", "iat", "exp", "jti")
-_CLIENT_ID = re.compile(r"cli_[a-z0-9]{1,64}")
+_CLIENT_ID = CLIENT_ID_FORMAT
 _CLAIM_FORMATS = [
     ("sub", re.compile(r"cus_[a-z0-9]{1,64}"), "a customer id (cus_...)"),
     ("client_id", _CLIENT_ID, "a client id (cli_...)"),

@@ -222,7 +222,7 @@ def _no_constant(name: str):
 def _json_segment(segment: str) -> dict:
     try:
         value = json.loads(_b64decode(segment), parse_constant=_no_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested past the interpreter's limit
         raise TokenError("malformed token") from None
     if not isinstance(value, dict):
         raise TokenError("malformed token")

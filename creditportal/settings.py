@@ -133,8 +133,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
+        "creditportal.parsers.JSONParser",
+        "creditportal.parsers.FormParser",
     ],
     "UNAUTHENTICATED_USER": None,
 }
@@ -264,3 +264,11 @@ INSTALLED_APPS += ["local"]
 # The demo logins seed_demo keeps (staff@example.com, demo.customer@example.com).
 DEMO_STAFF_PASSWORD = os.getenv("DEMO_STAFF_PASSWORD", "creditportal-demo")
 DEMO_CUSTOMER_PASSWORD = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo")
+
+# --- Request limits (issue 8: found by tests/test_attacks_webhook.py) ----------
+
+# The largest body the Zapier webhook reads, in bytes; a larger one is a 413 and
+# writes nothing. One order line is well under 1 KB, but the whole body is kept on
+# the purchase (its payload), so a Zap that maps many extra fields has room.
+# (Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply: DRF reads the body stream itself.)
+ZAPIER_WEBHOOK_MAX_BYTES = envint("ZAPIER_WEBHOOK_MAX_BYTES", "65536")

@@ -7,6 +7,28 @@ from ledger.models import Purchase
 
 MAX_CREDITS_PER_LINE = 1_000_000
 _INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _unstorable(value) -> str | None:
+    """Why Postgres could not store this posted value, keys and nested values included, or None.
+
+    A NUL character is refused by Postgres in text and in jsonb, an unpaired surrogate (JSON
+    allows "\\ud800") cannot even be encoded as UTF-8. Iterative: the body may nest deeply."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "Null characters are not allowed."
+            if _SURROGATE.search(item):
+                return "Unpaired surrogate characters are not allowed."
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 class RawField(serializers.Field):
@@ -43,6 +65,24 @@ class ZapierPurchaseSerializer(serializers.Serializer):
 
     def validate_name(self, value: str | None) -> str:
         return (value or "").strip()
+
+    def validate(self, attrs: dict) -> dict:
+        # The whole body is kept as the purchase's payload, fields this serializer does not
+        # read included: what Postgres cannot store is a field error here, not a 500 later.
+        data = self.initial_data
+        posted = data.lists() if hasattr(data, "lists") else data.items()
+        errors = {}
+        for name, value in posted:
+            reason = _unstorable(value)
+            if _unstorable(name):
+                errors.setdefault("non_field_errors", []).append(
+                    "A field name holds a null or unpaired surrogate character."
+                )
+            elif reason:
+                errors[name] = [reason]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
     def validate_quantity(self, value) -> int:
         # A whole number: a JSON integer, or digits in a string. "5.0" and 5.0 are

@@ -280,3 +280,51 @@ def atomic_moto_server(moto_server):
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Run the block's after-commit callbacks (the mirror writes) as a real commit would."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def gate(mirror, authorizer, products, committed):
+    """Products routed in the mirror (as `product_upsert` leaves them), and the authorizer configured."""
+    from ledger.mirror import mirror_routes_write
+
+    mirror_routes_write(product_ids=[p.pk for p in products.values()])
+    return authorizer
+
+
+# --- Attacks, faults, load (issue 8) --------------------------------------------
+
+
+@pytest.fixture
+def app_rows(db):
+    """`app_rows()`: every row of every accounts_* and ledger_* table, {table: [row as JSON text, ...]}.
+    Compare two snapshots to prove a request wrote nothing anywhere."""
+    from django.db import connection
+
+    def snapshot() -> dict[str, list[str]]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                " AND table_type = 'BASE TABLE' AND (table_name LIKE 'accounts\\_%%' OR table_name LIKE 'ledger\\_%%')"
+                " ORDER BY table_name"
+            )
+            tables = [name for (name,) in cursor.fetchall()]
+            rows = {}
+            for table in tables:
+                cursor.execute(f'SELECT row_to_json(t)::text FROM "{table}" t ORDER BY 1')
+                rows[table] = [row for (row,) in cursor.fetchall()]
+        return rows
+
+    return snapshot
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """Passwords hashed with a cheap hasher (Django's PBKDF2 takes a third of a second here per user).
+    Still a real hash and a real check: for tests that make many users and test no password storage."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -204,6 +204,19 @@ def test_bob_cannot_rotate_or_revoke_alices_credential(bob_client, alice, bob, a
     assert NEW_SECRET_SESSION_KEY not in bob_client.session
 
 
+@pytest.mark.parametrize("action", ["rotate", "revoke"])
+def test_a_client_id_that_cannot_be_one_is_a_404_not_a_query(alice_client, alice, action):
+    client_id = alice.credential.client_id
+    url = {"rotate": rotate_url, "revoke": revoke_url}[action](client_id)
+    before = snapshot(alice.credential)
+
+    for bad in [url.replace(client_id, f"{client_id}%00"), url.replace(client_id, client_id.upper())]:
+        assert alice_client.get(bad).status_code == 404
+        assert alice_client.post(bad).status_code == 404
+
+    assert snapshot(alice.credential) == before
+
+
 def test_adding_a_credential_shows_its_secret_once(alice_client, alice):
     response = alice_client.post(reverse("account_credential_add"))
 

@@ -32,21 +32,6 @@ def effect(answer: dict) -> str:
     return answer["policyDocument"]["Statement"][0]["Effect"]
 
 
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks):
-    """Run the block's after-commit callbacks (the mirror writes) as a real commit would."""
-    return lambda: django_capture_on_commit_callbacks(execute=True)
-
-
-@pytest.fixture
-def gate(mirror, authorizer, products, committed):
-    """Products routed in the mirror (as `product_upsert` leaves them), and the authorizer configured."""
-    from ledger.mirror import mirror_routes_write
-
-    mirror_routes_write(product_ids=[p.pk for p in products.values()])
-    return authorizer
-
-
 def test_calls_are_allowed_until_the_credits_run_out_and_a_purchase_adds_to_what_is_left(
     gate, mirror, alice, products, committed
 ):

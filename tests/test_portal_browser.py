@@ -74,7 +74,8 @@ def log_in(page, live_server, email: str, password: str) -> None:
     page.goto(f"{live_server.url}/account/login/")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
+    with page.expect_navigation():  # the answer's page, loaded, before anyone looks at it
+        page.get_by_role("button", name="Log in").click()
 
 
 def test_alice_logs_in_sees_her_balance_rotates_her_secret_once_and_logs_out(

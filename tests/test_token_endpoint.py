@@ -289,6 +289,7 @@ def test_a_repeated_parameter_is_invalid_request(client, alice_credits):
         ('["grant_type", "client_credentials"]', "must be an object"),
         ('{"grant_type": "client_credentials", "client_id": 12, "client_secret": "x"}', "client_id must be a string"),
         ('{"grant_type": "client_credentials", "client_id": "cli_x", "client_secret": "\\ud800"}', "not valid text"),
+        ('{"scope": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
     ],
 )
 def test_an_unreadable_json_body_is_invalid_request(client, body, says):

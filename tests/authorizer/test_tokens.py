@@ -153,6 +153,7 @@ def _payload(**changes) -> bytes:
         lambda t: _signed(HEADER, _payload(sub="")),
         lambda t: _signed(HEADER, _payload(ver=True)),
         lambda t: _signed(HEADER, _payload(client_id=...)),
+        lambda t: _segment(b"[" * 5000 + b"]" * 5000) + "." + t.split(".", 1)[1],
     ],
     ids=[
         "zero signature",
@@ -175,6 +176,7 @@ def _payload(**changes) -> bytes:
         "empty sub",
         "ver a boolean",
         "no client_id",
+        "header nested past the recursion limit",
     ],
 )
 def test_anything_but_a_well_formed_well_signed_token_is_refused(make):
