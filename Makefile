@@ -55,8 +55,15 @@ mailbox: install-local
 	@$(BIN)/python manage.py mailbox --moto http://$(HOST):$(MOTO_PORT) --count $(or $(COUNT),1) $(if $(TO),--to $(TO))
 
 ## test: the whole suite against Postgres (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/creditportal)
+# Without PYTEST_ARGS: first the authorizer's tests with Django not even loaded
+# (the Lambda has none), then everything else.
 test: install-dev install-deploy
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/python -m pytest -p no:django tests/authorizer
+	DEPLOY_VENV=$(DEPLOY_VENV) $(BIN)/python -m pytest --ignore=tests/authorizer
+else
 	DEPLOY_VENV=$(DEPLOY_VENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 ## zappa-package: the Django app as a Zappa Lambda package for STAGE (dev), in dist/creditportal-$(STAGE).zip; no AWS needed
 zappa-package: install install-deploy

@@ -163,12 +163,17 @@ def past_usage(db):
     return make
 
 @pytest.fixture(scope="session", autouse=True)
-def jwt_keys():
+def jwt_keys(request):
     """A token signing key pair for the whole session, put where JWT_PRIVATE_KEY and
     JWT_PUBLIC_KEY would (settings.SIMPLE_JWT). Issue tokens with accounts.tokens.token_issue,
     or sign your own with `private_pem`; verifiers get `public_pem`.
-    Attributes: algorithm, private_pem, public_pem, kid, issuer, audience, leeway."""
+    Attributes: algorithm, private_pem, public_pem, kid, issuer, audience, leeway.
+    None when Django is not loaded (`pytest tests/authorizer -p no:django`)."""
     from types import SimpleNamespace
+
+    if not request.config.pluginmanager.has_plugin("django"):
+        yield None
+        return
 
     from django.conf import settings
     from django.test import override_settings
