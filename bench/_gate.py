@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from authorizer import mirror  # noqa: E402
-from tests.authorizer.support import balance_item, gate_environ, load_event, mint, route_item  # noqa: E402
+from authorizer import mirror
+from tests.authorizer.support import balance_item, gate_environ, load_event, mint, route_item
 
 TABLE = "creditportal-bench"
 API_ID = "wthr000001"
@@ -77,16 +77,16 @@ def raw_update_params(customer: str = "cus_raw") -> dict:
     """One raw conditional UpdateItem, the same the gate sends (on another item)."""
     from authorizer.gate import SPEND_CONDITION, SPEND_NAMES, SPEND_UPDATE
 
-    return dict(
-        TableName=TABLE,
-        Key=mirror.balance_key(customer, PRODUCT),
-        UpdateExpression=SPEND_UPDATE,
-        ConditionExpression=SPEND_CONDITION,
-        ExpressionAttributeNames={**SPEND_NAMES, "#cid": CLIENT},
-        ExpressionAttributeValues={":true": {"BOOL": True}, ":ver": {"N": "1"}},
-        ReturnValues="ALL_NEW",
-        ReturnValuesOnConditionCheckFailure="ALL_OLD",
-    )
+    return {
+        "TableName": TABLE,
+        "Key": mirror.balance_key(customer, PRODUCT),
+        "UpdateExpression": SPEND_UPDATE,
+        "ConditionExpression": SPEND_CONDITION,
+        "ExpressionAttributeNames": {**SPEND_NAMES, "#cid": CLIENT},
+        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":ver": {"N": "1"}},
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
 
 
 def median(values: list[float]) -> float:

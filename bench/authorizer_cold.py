@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 from _gate import ROOT, environ, event, median, prepare_table, raw_update_params, start_moto
+from _report import Ratio, command, report
 
 GOAL = 1.0
 
@@ -68,19 +69,21 @@ def main(runs: int) -> None:
             pinned.append(timed(authorizer_code, pinned_env))
 
         base = median(boto3)
-        print("cold process: import + one decision vs import boto3 + client + one UpdateItem")
-        print(f"  ({runs} fresh processes each, alternating; time measured inside each, from the first import)")
-        print(f"  boto3 + client + UpdateItem           median {base * 1e3:7.1f} ms")
-        for name, times in [
-            ("authorizer, routed (GetItem+Update)", routed),
-            ("authorizer, AUTHORIZER_PRODUCT pinned", pinned),
-        ]:
-            ratio = median(times) / base
-            verdict = "OK" if ratio <= GOAL else "OVER"
-            print(
-                f"  {name:37s} median {median(times) * 1e3:7.1f} ms   ratio {ratio:.3f}   goal <= {GOAL:.1f} {verdict}"
-            )
-        print(f"  reproduce: .venv/bin/python bench/authorizer_cold.py {runs}")
+        report(
+            "authorizer_cold",
+            title="Authorizer, cold process: import + one decision vs import boto3 + client + one UpdateItem",
+            lines=[
+                f"{runs} fresh processes each, alternating; time measured inside each, from the first import",
+                f"boto3 + client + UpdateItem             median {base * 1e3:7.1f} ms",
+                f"authorizer, routed (GetItem + Update)   median {median(routed) * 1e3:7.1f} ms",
+                f"authorizer, AUTHORIZER_PRODUCT pinned   median {median(pinned) * 1e3:7.1f} ms",
+            ],
+            ratios=[
+                Ratio("cold authorizer, routed / boto3 + client + UpdateItem", median(routed) / base, GOAL),
+                Ratio("cold authorizer, pinned / boto3 + client + UpdateItem", median(pinned) / base, GOAL),
+            ],
+            reproduce=command(".venv/bin/python", "bench/authorizer_cold.py", runs),
+        )
     finally:
         moto.terminate()
         moto.wait()

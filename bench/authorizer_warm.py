@@ -12,6 +12,7 @@ import sys
 import time
 
 from _gate import environ, event, median, percentile, prepare_table, raw_update_params, start_moto
+from _report import Ratio, command, report
 
 GOAL = 1.10
 
@@ -45,15 +46,22 @@ def main(iterations: int) -> None:
             request.append(t2 - t1)
         assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
 
-        ratio = median(decision) / median(request)
         per_decision = len(sent) / iterations
-        print("authorizer warm decision vs one raw conditional UpdateItem to the same endpoint")
-        print(f"  ({iterations} interleaved iterations, moto server process at {url})")
-        print(f"  decision   median {median(decision) * 1e3:7.3f} ms   p90 {percentile(decision, 0.9) * 1e3:7.3f} ms")
-        print(f"  UpdateItem median {median(request) * 1e3:7.3f} ms   p90 {percentile(request, 0.9) * 1e3:7.3f} ms")
-        print(f"  ratio (medians) {ratio:.3f}   goal <= {GOAL:.2f}   {'OK' if ratio <= GOAL else 'OVER'}")
-        print(f"  DynamoDB requests per decision, route cached: {per_decision:g} ({sorted(set(sent))})   must be 1")
-        print(f"  reproduce: .venv/bin/python bench/authorizer_warm.py {iterations}")
+        report(
+            "authorizer_warm",
+            title="Authorizer, warm: one decision vs one raw conditional UpdateItem to the same endpoint",
+            lines=[
+                f"{iterations} interleaved iterations, moto server in its own process",
+                f"decision   median {median(decision) * 1e3:7.3f} ms   p90 {percentile(decision, 0.9) * 1e3:7.3f} ms",
+                f"UpdateItem median {median(request) * 1e3:7.3f} ms   p90 {percentile(request, 0.9) * 1e3:7.3f} ms",
+                f"DynamoDB requests per decision, route cached: {per_decision:g} ({', '.join(sorted(set(sent)))})",
+            ],
+            ratios=[
+                Ratio("warm decision / raw UpdateItem (medians)", median(decision) / median(request), GOAL),
+                Ratio("DynamoDB requests per decision", per_decision, 1),
+            ],
+            reproduce=command(".venv/bin/python", "bench/authorizer_warm.py", iterations),
+        )
     finally:
         moto.terminate()
         moto.wait()
