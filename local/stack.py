@@ -52,7 +52,7 @@ def stack_environ(base: Mapping[str, str], *, moto_url: str, portal_url: str) ->
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "MIRROR_ENABLED": "1",
-            "EMAIL_BACKEND": "django_ses.SESBackend",
+            "EMAIL_BACKEND": "creditportal.mail.SESBackend",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -35,7 +35,7 @@ def demo_product(mirror_table, transactional_db):
 @pytest.fixture
 def ses(settings, aws):
     """Django sends email through django-ses to the moto server (AWS_ENDPOINT_URL), sender verified."""
-    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    settings.EMAIL_BACKEND = "creditportal.mail.SESBackend"
     assert settings.AWS_SES_REGION_ENDPOINT_URL is None  # boto3 takes AWS_ENDPOINT_URL, as in `make run`
     ses_sender_verify(endpoint_url=aws, from_email=settings.DEFAULT_FROM_EMAIL)
     return aws

@@ -174,7 +174,7 @@ def test_without_a_purchase_the_threshold_follows_what_is_granted(alice, staff, 
 
 
 def test_it_goes_out_through_django_ses_to_the_moto_server(alice, products, purchase, spend, settings, aws):
-    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    settings.EMAIL_BACKEND = "creditportal.mail.SESBackend"
     settings.AWS_SES_REGION_ENDPOINT_URL = aws  # django-ses passes its own endpoint_url to boto3
     ses = boto3.client("ses", region_name="us-east-1", endpoint_url=aws)
     ses.verify_email_identity(EmailAddress="credits@example.com")  # DEFAULT_FROM_EMAIL's address

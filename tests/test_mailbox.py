@@ -13,7 +13,7 @@ from local.stack import ses_sender_verify
 
 @pytest.fixture
 def ses(settings, aws):
-    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    settings.EMAIL_BACKEND = "creditportal.mail.SESBackend"
     ses_sender_verify(endpoint_url=aws, from_email=settings.DEFAULT_FROM_EMAIL)
     return aws
 

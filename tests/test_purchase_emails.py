@@ -9,6 +9,7 @@ import boto3
 import pytest
 import requests
 from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import get_connection
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
@@ -85,7 +86,7 @@ def test_the_password_link_is_built_from_the_portal_base_url(alice, settings):
 @pytest.fixture
 def ses(aws, settings):
     """django-ses sending to the moto server; the sender is NOT verified yet."""
-    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    settings.EMAIL_BACKEND = "creditportal.mail.SESBackend"
     return boto3.client("ses", region_name="us-east-1")
 
 
@@ -109,6 +110,19 @@ def test_the_welcome_email_goes_out_through_django_ses(zapier, products, ses, aw
     assert secret in html
     purchase = Purchase.objects.get()
     assert purchase.email_status == Purchase.EmailStatus.SENT and purchase.emailed is not None
+
+
+def test_every_email_goes_out_through_one_ses_client_per_process(zapier, products, ses, aws):
+    ses.verify_email_identity(EmailAddress="credits@example.com")
+    first, second = get_connection(), get_connection()
+    first.open(), second.open()
+
+    assert first.connection is second.connection  # django-ses alone builds one per message
+    assert zapier(FIRST).status_code == 201
+    assert zapier(FIRST | {"order_id": "1002"}).status_code == 201
+    assert [m["To"] for m in sent_through_ses(aws)] == ["nina@example.com", "nina@example.com"]
+    statuses = Purchase.objects.order_by("pk").values_list("email_status", flat=True)
+    assert list(statuses) == [Purchase.EmailStatus.SENT] * 2
 
 
 @pytest.mark.django_db(transaction=True)  # commits for real: the email goes out inside the admin request

@@ -197,7 +197,7 @@ def test_the_stacks_environment_sends_every_aws_call_to_moto_with_dummy_credenti
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5005"
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("local", "local")
     assert not {"AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SES_REGION_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB"} & set(env)
-    assert (env["MIRROR_ENABLED"], env["EMAIL_BACKEND"], env["DJANGO_DEBUG"]) == ("1", "django_ses.SESBackend", "1")
+    assert (env["MIRROR_ENABLED"], env["EMAIL_BACKEND"], env["DJANGO_DEBUG"]) == ("1", "creditportal.mail.SESBackend", "1")
     assert env["PORTAL_BASE_URL"] == "http://127.0.0.1:8000"
     assert env["PATH"] == "/usr/bin"
 
