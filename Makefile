@@ -73,9 +73,9 @@ zappa-package: install install-deploy
 authorizer-zip: $(BIN)/python
 	$(BIN)/python -m deploy.build_authorizer
 
-## bench: every benchmark in bench/ (each prints its figures and the command that reproduces them)
+## bench: every benchmark in bench/, then bench/RESULTS.md from their figures (BENCH=name for one; see bench/run_all.py)
 bench: install-dev
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run_all.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache staticfiles build dist

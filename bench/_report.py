@@ -6,9 +6,12 @@ run. When `BENCH_OUT` names a directory (`bench/run_all.py` sets it), the same
 goes to `<BENCH_OUT>/<name>.json`, from which run_all writes RESULTS.md.
 """
 
+import datetime
 import json
 import os
+import platform
 import shlex
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +38,25 @@ def command(*parts: str | float) -> str:
     return " ".join(shlex.quote(str(part)) for part in parts)
 
 
+def measured_on() -> dict:
+    """When, at which commit and on what the figures were measured."""
+    root = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(root)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+    )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit + ("+changes" if dirty.stdout.strip() else ""),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
 def report(name: str, *, title: str, lines: list[str], ratios: list[Ratio], reproduce: str) -> None:
     print()
     print(title)
@@ -48,6 +70,6 @@ def report(name: str, *, title: str, lines: list[str], ratios: list[Ratio], repr
     out = os.getenv("BENCH_OUT")
     if out:
         record = {"name": name, "title": title, "lines": lines, "ratios": [asdict(r) for r in ratios]}
-        record["reproduce"] = reproduce
+        record |= {"reproduce": reproduce, "measured": measured_on()}
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")

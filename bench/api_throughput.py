@@ -1,31 +1,37 @@
 #!/usr/bin/env python
-"""How much does issuing a token cost, next to the cheapest request the server answers?
+"""What the token endpoint and the Zapier webhook cost, next to the cheapest request the server answers.
 
 Starts gunicorn with CreditPortal on Postgres (its own database, migrated and
-seeded with one customer, credential and product), then drives POST /api/token/
-(client credentials in a form body), GET /api/health/ (no database: the
-baseline) and GET /api/balance/ (a small API request that reads the database)
-with a few client threads, alternating them in rounds so that a busy machine
-slows all alike. Prints requests per second for each and the ratios.
+seeded with one customer, credential and product) and, unless --no-aws, a moto
+server for what a purchase writes to AWS (the DynamoDB mirror, the email through
+SES), as in production. Then drives, with a few client threads, alternating in
+rounds so that a busy machine slows all alike:
+
+  GET  /api/health/           JSON, no database: the baseline
+  POST /api/token/            client credentials in a form body
+  GET  /api/balance/          a small API request that reads the database
+  POST /api/purchases/zapier/ a first purchase (new customer, credential, welcome email),
+                              a repeat purchase (existing customer), and a replayed delivery
+
+and prints requests per second for each and their ratios to the baseline.
 
 Client: this script's own threads, each request on a new connection with
 Python's http.client (gunicorn's sync workers close the connection anyway).
-The client shares the machine with the server, so the absolute figures are
-lower bounds; the ratio is the figure that matters.
+The client and moto share the machine with the server, so the absolute figures
+are lower bounds; the ratios are the figures that matter.
 
-    .venv/bin/python bench/token_throughput.py [--requests 3000] [--threads 4] [--workers 2]
+    .venv/bin/python bench/api_throughput.py [--requests 1500] [--threads 4] [--workers 2] [--no-aws]
 
 Needs Postgres at DATABASE_URL (its database name gets a "_bench" suffix) and
-the dev requirements (gunicorn).
+the dev requirements (gunicorn, moto).
 """
 
 import argparse
 import http.client
+import itertools
 import json
 import os
-import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +40,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode, urlparse, urlunparse
 
+from _gate import free_port, start_moto
+from _report import Ratio, command, report
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tqdm import tqdm
@@ -96,17 +104,13 @@ print(f"{check * 1e6:.1f} {sign * 1e6:.1f} {lookup * 1e6:.1f}")
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(port: int, method: str, path: str, body: str | None, token: str | None = None) -> tuple[int, bytes]:
+def request(
+    port: int, method: str, path: str, body: str | None, *, token: str | None = None, json_body: bool = False
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Connection": "close"}
     if body is not None:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        headers["Content-Type"] = "application/json" if json_body else "application/x-www-form-urlencoded"
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     conn.request(method, path, body=body, headers=headers)
@@ -116,57 +120,50 @@ def request(port: int, method: str, path: str, body: str | None, token: str | No
     return response.status, data
 
 
-def drive(
-    port: int, method: str, path: str, body: str | None, count: int, threads: int, token: str | None = None
-) -> float:
-    """Send `count` requests from `threads` threads; the seconds it took. Any non-200 stops the benchmark."""
-    remaining = iter(range(count))
-    lock = threading.Lock()
-    failures = []
+class Target:
+    """One kind of request: how to make it, and the status that says it worked."""
 
-    def worker():
-        while True:
-            with lock:
-                if next(remaining, None) is None:
+    def __init__(self, name, method, path, *, body=None, bearer=None, json_body=False, status=200, what=""):
+        self.name, self.method, self.path, self.status, self.what = name, method, path, status, what
+        self.body = body if callable(body) else (lambda: body)  # a fresh body per request, or the same
+        self.bearer = bearer  # a callable giving the token, or None
+        self.json_body = json_body
+
+    def drive(self, port: int, count: int, threads: int) -> float:
+        """Send `count` requests from `threads` threads; the seconds it took. A wrong status stops the benchmark."""
+        remaining = iter(range(count))
+        lock = threading.Lock()
+        failures = []
+        token = self.bearer() if self.bearer else None
+
+        def worker():
+            while True:
+                with lock:
+                    if next(remaining, None) is None:
+                        return
+                    body = self.body()
+                status, data = request(port, self.method, self.path, body, token=token, json_body=self.json_body)
+                if status != self.status:
+                    failures.append((status, data[:300]))
                     return
-            status, data = request(port, method, path, body, token)
-            if status != 200:
-                failures.append((status, data[:300]))
-                return
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    started = time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - started
-    if failures:
-        sys.exit(f"{method} {path} failed: {failures[0]}")
-    return elapsed
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        started = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - started
+        if failures:
+            sys.exit(f"{self.method} {self.path} ({self.name}) failed: {failures[0]}")
+        return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000, help="requests per endpoint (default 3000)")
-    parser.add_argument("--threads", type=int, default=4, help="concurrent client threads (default 4)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
-    parser.add_argument("--rounds", type=int, default=10, help="alternations of the endpoints (default 10)")
-    parser.add_argument(
-        "--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE of the server (default 60: persistent)"
-    )
-    args = parser.parse_args()
+def purchase(order_id: str, email: str) -> str:
+    return json.dumps({"order_id": order_id, "email": email, "product": "bench", "quantity": 100, "name": "Bench"})
 
-    database_url = bench_database_url()
-    create_database(database_url)
-    keydir = Path(tempfile.mkdtemp(prefix="creditportal-bench-"))
-    key = ec.generate_private_key(ec.SECP256R1())
-    (keydir / "private.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    (keydir / "public.pem").write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+
+def server_environ(args, database_url: str, keydir: Path, moto_url: str | None) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -174,25 +171,81 @@ def main() -> None:
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench-secret-key",
         "CREDENTIAL_HASH_KEY": "bench-credential-hash-key",
-        "ZAPIER_WEBHOOK_SECRET": "bench-zapier-secret",
+        "ZAPIER_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "JWT_PRIVATE_KEY_FILE": str(keydir / "private.pem"),
         "JWT_PUBLIC_KEY_FILE": str(keydir / "public.pem"),
         "DJANGO_LOG_LEVEL": "WARNING",
+        "DEFAULT_FROM_EMAIL": "CreditPortal <credits@example.com>",
     }
-    for name in ["JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "AWS_ENDPOINT_URL"]:
+    for name in ["JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE", "MIRROR_ENDPOINT_URL"]:
         env.pop(name, None)
+    if moto_url is None:
+        env |= {"MIRROR_ENABLED": "0", "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
+    else:
+        env |= {
+            "AWS_ENDPOINT_URL": moto_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "MIRROR_ENABLED": "1",
+            "MIRROR_TABLE": "creditportal-bench",
+            "EMAIL_BACKEND": "creditportal.mail.SESBackend",
+        }
+    return env
+
+
+def write_keys(keydir: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    (keydir / "private.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (keydir / "public.pem").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+WEBHOOK_SECRET = "bench-zapier-secret"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1500, help="requests per kind (default 1500)")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent client threads (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations of the kinds (default 10)")
+    parser.add_argument(
+        "--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE of the server (default 60: persistent)"
+    )
+    parser.add_argument("--no-aws", action="store_true", help="no moto: the mirror off, emails to the dummy backend")
+    args = parser.parse_args()
+
+    database_url = bench_database_url()
+    create_database(database_url)
+    keydir = Path(tempfile.mkdtemp(prefix="creditportal-bench-"))
+    write_keys(keydir)
+    moto, moto_url = (None, None) if args.no_aws else start_moto()
+    env = server_environ(args, database_url, keydir, moto_url)
+    manage = [PYTHON, "manage.py"]
 
     print(f"database {database_url}: migrating and seeding")
-    subprocess.run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+    if moto_url is not None:
+        subprocess.run([*manage, "create_mirror_table"], cwd=ROOT, env=env, check=True, capture_output=True)
+        import boto3
+
+        ses = boto3.client("ses", region_name="us-east-1", endpoint_url=moto_url, aws_access_key_id="bench",
+                           aws_secret_access_key="bench")  # fmt: skip
+        ses.verify_email_identity(EmailAddress="credits@example.com")
     seeded = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [*manage, "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
     client_id, secret = seeded.stdout.split()[-2:]
     token_body = urlencode({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
 
     micro = MICRO.replace("CLIENT_ID", repr(client_id)).replace("SECRET", repr(secret))
     check_us, sign_us, lookup_us = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", micro], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [*manage, "shell", "-c", micro], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     ).stdout.split()[-3:]
 
     port = free_port()
@@ -202,6 +255,8 @@ def main() -> None:
         "--log-level", "warning",
     ]  # fmt: skip
     server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
+    run = f"{time.time_ns():x}"  # order ids and emails unique to this run: the database is reused
+    numbers = itertools.count()
     try:
         for _ in range(100):
             try:
@@ -215,50 +270,74 @@ def main() -> None:
         def new_token() -> str:
             return json.loads(request(port, "POST", "/api/token/", token_body)[1])["access_token"]
 
-        # (name, method, path, body, bearer); the balance API gets a fresh token each round.
+        webhook = {"path": "/api/purchases/zapier/", "bearer": lambda: WEBHOOK_SECRET, "json_body": True}
+        replayed = purchase(f"replay-{run}", "bench@example.com")
+        assert request(port, "POST", webhook["path"], replayed, token=WEBHOOK_SECRET, json_body=True)[0] == 201
         targets = [
-            ("health", "GET", "/api/health/", None, False),
-            ("token", "POST", "/api/token/", token_body, False),
-            ("balance", "GET", "/api/balance/", None, True),
-        ]
-        for _, method, path, body, bearer in targets:  # warm up: imports, connections, key parsing
-            drive(port, method, path, body, 100, args.threads, new_token() if bearer else None)
+            Target("health", "GET", "/api/health/", what="JSON, no database: the baseline"),
+            Target("token", "POST", "/api/token/", body=token_body, what="keyed hash, 1 SELECT, ES256 signature"),
+            Target("balance", "GET", "/api/balance/", bearer=new_token, what="verify the token, read the balance"),
+            Target(
+                "first purchase", "POST", **webhook, status=201,
+                body=lambda: purchase(f"first-{run}-{next(numbers)}", f"buyer-{run}-{next(numbers)}@example.com"),
+                what="new customer, credential, grant, mirror write, welcome email",
+            ),
+            Target(
+                "repeat purchase", "POST", **webhook, status=201,
+                body=lambda: purchase(f"repeat-{run}-{next(numbers)}", "bench@example.com"),
+                what="existing customer: grant, mirror write, receipt email",
+            ),
+            Target("replayed delivery", "POST", **webhook, body=replayed, what="the stored answer, nothing written"),
+        ]  # fmt: skip
+        for target in targets:  # warm up: imports, connections, key parsing
+            target.drive(port, 50, args.threads)
 
         per_round = max(1, args.requests // args.rounds)
-        totals = dict.fromkeys([name for name, *_ in targets], 0.0)
-        with tqdm(total=len(targets) * per_round * args.rounds, unit="req", desc="benchmark") as progress:
+        totals = dict.fromkeys([t.name for t in targets], 0.0)
+        with tqdm(total=len(targets) * per_round * args.rounds, unit="req", desc="api_throughput") as progress:
             for _ in range(args.rounds):
-                token = new_token()
-                for name, method, path, body, bearer in targets:
-                    totals[name] += drive(port, method, path, body, per_round, args.threads, token if bearer else None)
+                for target in targets:
+                    totals[target.name] += target.drive(port, per_round, args.threads)
                     progress.update(per_round)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if moto is not None:
+            moto.terminate()
+            moto.wait()
         shutil.rmtree(keydir)
 
     count = per_round * args.rounds
     rate = {name: count / seconds for name, seconds in totals.items()}
-    print()
-    print(f"gunicorn {args.workers} sync workers, {args.threads} client threads (http.client, new connection each),")
-    print(f"{count} requests per endpoint in {args.rounds} alternating rounds, on {os.cpu_count()} CPUs,")
-    print(f"DATABASE_CONN_MAX_AGE={args.conn_max_age}")
-    print(f"  GET  /api/health/   {rate['health']:8.1f} requests/s  (JSON, no database: the baseline)")
-    print(f"  POST /api/token/    {rate['token']:8.1f} requests/s  (one keyed hash, 2 SELECTs, ES256 signature)")
-    print(
-        f"  GET  /api/balance/  {rate['balance']:8.1f} requests/s  (a small API request: verify the token, 2 SELECTs)"
+    aws = "no AWS: mirror off, dummy email backend" if args.no_aws else "mirror and SES on a moto server"
+    lines = [
+        f"gunicorn {args.workers} sync workers on Postgres (DATABASE_CONN_MAX_AGE={args.conn_max_age}), {aws};",
+        (
+            f"{args.threads} client threads (new connection each), {count} requests per kind in {args.rounds} "
+            f"alternating rounds, {os.cpu_count()} CPUs"
+        ),
+    ]
+    lines += [f"{t.method:4s} {t.path:24s} {t.name:17s} {rate[t.name]:7.1f} requests/s  ({t.what})" for t in targets]
+    lines += [
+        "in one process, per token:",
+        f"  secret check (HMAC-SHA256 + compare_digest)   {check_us:>8} us",
+        f"  credential lookup + secret check              {lookup_us:>8} us",
+        f"  ES256 signature (simplejwt + PyJWT)           {sign_us:>8} us",
+    ]
+    ratios = [
+        Ratio(f"{name} / health (throughput)", rate[name] / rate["health"]) for name in totals if name != "health"
+    ]
+    ratios.append(Ratio("token / balance (throughput)", rate["token"] / rate["balance"]))
+    reproduce = [f"DATABASE_URL={DATABASE_URL}", ".venv/bin/python", "bench/api_throughput.py"]
+    reproduce += ["--requests", args.requests, "--threads", args.threads, "--workers", args.workers]
+    reproduce += ["--rounds", args.rounds, "--conn-max-age", args.conn_max_age] + (["--no-aws"] if args.no_aws else [])
+    report(
+        "api_throughput" + ("_no_aws" if args.no_aws else ""),
+        title="Token endpoint and Zapier webhook throughput, against a trivial JSON view on the same server",
+        lines=lines,
+        ratios=ratios,
+        reproduce=command(*reproduce),
     )
-    print(f"  token / health      {rate['token'] / rate['health']:8.2f}")
-    print(f"  token / balance     {rate['token'] / rate['balance']:8.2f}")
-    print("in one process, per token:")
-    print(f"  secret check (HMAC-SHA256 + compare_digest)        {check_us:>8} us")
-    print(f"  credential lookup + secret check (1 SELECT)        {lookup_us:>8} us")
-    print(f"  ES256 signature (simplejwt + PyJWT)                {sign_us:>8} us")
-    print()
-    command = [f"DATABASE_URL={DATABASE_URL}", ".venv/bin/python", "bench/token_throughput.py"]
-    command += ["--requests", str(args.requests), "--threads", str(args.threads), "--workers", str(args.workers)]
-    command += ["--rounds", str(args.rounds), "--conn-max-age", str(args.conn_max_age)]
-    print("reproduce: " + " ".join(shlex.quote(part) for part in command))
 
 
 if __name__ == "__main__":
