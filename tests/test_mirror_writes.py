@@ -10,10 +10,12 @@ from django.db import transaction
 from django.urls import reverse
 from moto.server import ThreadedMotoServer
 
+from accounts.models import Customer
 from accounts.services import credential_create, credential_revoke, credential_rotate, customer_suspend
 from ledger.mirror import balance_write, balances_for_mirror, mirror_client
 from ledger.models import Balance, LedgerEntry, MirrorPending, ProductApi
 from ledger.services import credits_adjust, credits_grant, product_upsert
+from tests.authorizer.support import RequestCounter
 from tests.conftest import _free_port
 
 
@@ -42,6 +44,20 @@ def test_a_grant_writes_the_balance_item_once_the_transaction_commits(
         "creds": {alice.credential.client_id: 1},
         "version": versions(alice, weather),
     }
+
+
+def test_a_first_purchase_writes_its_balance_item_once(mirror, products, zapier):
+    # It saves a customer, a credential and a balance (twice): one merged write after commit.
+    sent = RequestCounter(mirror_client())
+    try:
+        response = zapier({"order_id": "1001", "email": "nina@example.com", "product": "weather", "quantity": 100})
+    finally:
+        mirror_client().meta.events.unregister("before-send.dynamodb", sent._count)
+
+    assert response.status_code == 201
+    assert sent.operations.count("UpdateItem") == 1  # balance items; routes (PutItem) are the fixture's
+    nina = Customer.objects.get(email="nina@example.com")
+    assert mirror.balance(nina, products["weather"])["granted"] == 100
 
 
 def test_a_rolled_back_change_writes_nothing(mirror, alice, products, django_capture_on_commit_callbacks):
