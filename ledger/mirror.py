@@ -73,6 +73,17 @@ def mirror_client():
     )
 
 
+def mirror_reader():
+    """The client for whole-table scans: a page (up to 1 MB) may take far longer than one write to answer."""
+    return _client(
+        settings.AWS_REGION,
+        settings.MIRROR_ENDPOINT_URL,
+        max(settings.MIRROR_TIMEOUT_SECONDS, 120),
+        settings.MIRROR_WRITE_ATTEMPTS,
+        max(10, settings.MIRROR_WRITE_THREADS),
+    )
+
+
 def _key(typed: dict) -> Key:
     return typed[m.PK]["S"], typed[m.SK]["S"]
 
@@ -144,6 +155,28 @@ def balance_write(client, balance: Balance, *, force: bool = False) -> bool:
     return True
 
 
+def balance_create(client, balance: Balance) -> bool:
+    """Create a balance item the mirror does not have yet; when it has appeared since, write it as balance_write.
+
+    One conditional PutItem (`attribute_not_exists(pk)`): it lands only where
+    no item is, so it neither touches a `used` the gate wrote nor replaces a
+    newer state, and leaves the same item balance_write would have created.
+    """
+    item = balance_key(balance) | balance_values(balance) | {m.USED: {"N": str(balance.used)}}
+    try:
+        client.put_item(
+            TableName=settings.MIRROR_TABLE,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": m.PK},
+        )
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return balance_write(client, balance, force=True)
+        raise
+    return True
+
+
 # --- Route items -------------------------------------------------------------
 
 
@@ -176,15 +209,30 @@ class WriteReport:
 Job = tuple[Key, Callable[[], bool]]
 
 
-def _run(jobs: list[Job], *, read_at: datetime, progress=None) -> WriteReport:
+def _run(
+    jobs: list[Job],
+    *,
+    read_at: datetime,
+    progress=None,
+    current: Iterable[Key] = (),
+    pending: set[Key] | None = None,
+) -> WriteReport:
     """Run writes (in a thread pool when there are several); record failures as pending, clear successes.
 
     `read_at`: when the written state was read from Postgres. A success clears
     only pending rows older than that: a failure recorded since then was about
-    a newer state than the one this run wrote.
+    a newer state than the one this run wrote. `current`: keys found already
+    as Postgres has them (nothing to write; their pending rows are cleared too).
+    `pending`: the keys with pending rows, when the caller has read them, so
+    that only those are looked for.
     """
     report = WriteReport()
+    current = list(current)
+    report.current += len(current)
+    if progress is not None and current:
+        progress.update(len(current))
     if not jobs:
+        _pending_clear(current, before=read_at, pending=pending)
         return report
     unreachable = threading.Event()  # once the endpoint is down, don't make every write wait for it
     lock = threading.Lock()
@@ -218,7 +266,7 @@ def _run(jobs: list[Job], *, read_at: datetime, progress=None) -> WriteReport:
         with ThreadPoolExecutor(max_workers=settings.MIRROR_WRITE_THREADS) as pool:
             list(pool.map(run, jobs))
     done = [key for key, _ in jobs if key not in report.failed]
-    _pending_clear(done, before=read_at)
+    _pending_clear(done + current, before=read_at, pending=pending)
     _pending_record(report.failed)
     return report
 
@@ -230,7 +278,9 @@ def _keys_q(keys: Iterable[Key]) -> Q:
     return q
 
 
-def _pending_clear(keys: list[Key], *, before: datetime) -> None:
+def _pending_clear(keys: list[Key], *, before: datetime, pending: set[Key] | None = None) -> None:
+    if pending is not None:
+        keys = [key for key in keys if key in pending]
     for start in range(0, len(keys), 500):
         MirrorPending.objects.filter(_keys_q(keys[start : start + 500]), updated__lt=before).delete()
 
@@ -324,33 +374,83 @@ def scan(client, **params) -> Iterator[dict]:
         yield from page.get("Items", [])
 
 
+def _mirror_state(client, progress=None) -> dict[Key, tuple]:
+    """What the mirror holds of what Django owns, from one consistent scan: {key: values}.
+
+    Balance items map to their OWNED values in order, route items to
+    (product, version); plain values, so they compare with what Postgres says.
+    """
+    attrs = (m.PK, m.SK, *OWNED, m.PRODUCT)
+    names = {f"#a{i}": attr for i, attr in enumerate(attrs)}
+    state: dict[Key, tuple] = {}
+    for item in scan(
+        client, ConsistentRead=True, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names
+    ):
+        key = _key(item)
+        owned = (m.PRODUCT, m.VERSION) if key[0].startswith(ROUTE_PREFIX) else OWNED
+        state[key] = tuple(plain(item[attr]) if attr in item else None for attr in owned)
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    return state
+
+
+def _owned(values: dict) -> tuple:
+    return tuple(plain(values[attr]) for attr in OWNED)
+
+
 def mirror_full_write(progress_factory=None) -> WriteReport:
-    """Rewrite every item from Postgres (repairing drift), delete routes no product has; never touches `used`."""
+    """Bring every item to what Postgres holds (repairing drift), delete routes no product has; never touches `used`.
+
+    One consistent scan reads the mirror, then only the items that differ are
+    written (writes are what cost: one request each, as each is conditional):
+    a missing balance item is created (balance_create), a different one
+    rewritten at its version or a newer one (balance_write with force), never
+    an older state. Postgres is read 500 balances at a time, in a fixed number
+    of queries per chunk.
+    `progress_factory(total, desc)`: a progress bar (total None: not known).
+    """
     client = mirror_client()
     read_at = timezone.now()
+    pending = set(MirrorPending.objects.values_list("item_pk", "item_sk"))
+    state = _mirror_state(mirror_reader(), progress_factory(None, "read the mirror") if progress_factory else None)
     balances = balances_for_mirror().order_by("pk")
-    api_ids = set(ProductApi.objects.values_list("api_id", flat=True))
-    stale_routes = {
-        item[m.PK]["S"].removeprefix(ROUTE_PREFIX)
-        for item in scan(
-            client,
-            FilterExpression="begins_with(#pk, :api)",
-            ExpressionAttributeNames={"#pk": m.PK},
-            ExpressionAttributeValues={":api": {"S": ROUTE_PREFIX}},
-            ProjectionExpression="#pk",
-        )
-    } - api_ids
-    total = balances.count() + len(api_ids) + len(stale_routes)
-    progress = progress_factory(total) if progress_factory else None
+    routes = {row.api_id: row.product for row in ProductApi.objects.select_related("product")}
+    stale_routes = {pk.removeprefix(ROUTE_PREFIX) for pk, sk in state if pk.startswith(ROUTE_PREFIX)} - routes.keys()
+    total = balances.count() + len(routes) + len(stale_routes)
+    progress = progress_factory(total, "sync_mirror") if progress_factory else None
     report = WriteReport()
+
+    def write(chunk: list[Balance]) -> WriteReport:
+        jobs, current = [], []
+        for balance in chunk:
+            key = _key(balance_key(balance))
+            have = state.get(key)
+            if have is None:
+                jobs.append((key, functools.partial(balance_create, client, balance)))
+            elif have == _owned(balance_values(balance)):
+                current.append(key)
+            else:
+                jobs.append((key, functools.partial(balance_write, client, balance, force=True)))
+        return _run(jobs, read_at=read_at, progress=progress, current=current, pending=pending)
+
     chunk: list[Balance] = []
     for balance in balances.iterator(chunk_size=500):
         chunk.append(balance)
         if len(chunk) == 500:
-            report += _run(_balance_jobs(client, chunk, force=True), read_at=read_at, progress=progress)
+            report += write(chunk)
             chunk = []
-    report += _run(_balance_jobs(client, chunk, force=True), read_at=read_at, progress=progress)
-    report += _run(_route_jobs(client, api_ids | stale_routes), read_at=read_at, progress=progress)
+    report += write(chunk)
+    differ = {
+        api_id
+        for api_id, product in routes.items()
+        if state.get(_key(m.route_key(api_id))) != (product.slug, product.version)
+    }
+    current = [_key(m.route_key(api_id)) for api_id in routes.keys() - differ]
+    report += _run(
+        _route_jobs(client, differ | stale_routes), read_at=read_at, progress=progress, current=current, pending=pending
+    )
     if progress is not None:
         progress.close()
     return report
@@ -358,7 +458,7 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
 
 def mirror_drift() -> list[str]:
     """How the mirror differs from Postgres: one line per difference (empty: none)."""
-    client = mirror_client()
+    client = mirror_reader()
     expected: dict[Key, dict] = {}
     floors: dict[Key, int] = {}
     for balance in balances_for_mirror().iterator(chunk_size=500):
@@ -370,7 +470,7 @@ def mirror_drift() -> list[str]:
 
     lines = []
     seen = set()
-    for item in scan(client):
+    for item in scan(client, ConsistentRead=True):
         key = _key(item)
         seen.add(key)
         want = expected.get(key)

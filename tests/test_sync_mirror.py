@@ -27,7 +27,8 @@ def balances(alice, bob, products):
 
 
 def test_it_writes_every_item_with_a_progress_bar_and_never_touches_usage(mirror, balances, alice, bob, products):
-    run()  # first: creates every item
+    out, _ = run()  # first: creates every item
+    assert "5 item(s) written, 0 already current, 0 failed" in out  # 3 balances + 2 routes
     mirror.spend(bob, products["weather"], used=12)
     mirror_client().update_item(  # drift at the same version: someone edited the item by hand
         TableName=mirror.table,
@@ -38,7 +39,7 @@ def test_it_writes_every_item_with_a_progress_bar_and_never_touches_usage(mirror
 
     out, err = run()
 
-    assert "5 item(s) written, 0 already current, 0 failed" in out  # 3 balances + 2 routes
+    assert "1 item(s) written, 4 already current, 0 failed" in out  # only the item that differs
     assert "sync_mirror" in err and "5/5" in err  # tqdm's bar
     assert mirror.balance(bob, products["weather"])["granted"] == 30
     assert mirror.balance(bob, products["weather"])["used"] == 12
@@ -123,3 +124,61 @@ def test_a_sync_that_cannot_reach_the_mirror_fails_and_keeps_what_is_pending(mir
     with pytest.raises(CommandError, match="1 item.s. could not be written; they stay pending"):
         run("--pending")
     assert "Could not connect" in MirrorPending.objects.get().error
+
+
+def test_a_second_run_over_a_current_mirror_writes_nothing(mirror, balances, alice, products):
+    run()
+    mirror.spend(alice, products["weather"], used=3)  # the gate's own attribute is not a difference
+
+    out, _ = run()
+
+    assert "0 item(s) written, 5 already current, 0 failed" in out
+    assert mirror.balance(alice, products["weather"])["used"] == 3
+
+
+def test_it_reads_postgres_in_a_fixed_number_of_queries_whatever_the_number_of_balances(
+    mirror, balances, products, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import _customer
+
+    with CaptureQueriesContext(connection) as few:
+        run()
+    for i in range(12):
+        customer = _customer(f"many{i}@example.com", f"Many {i}")
+        credits_grant(customer=customer, product=products["weather"], amount=5)
+        credits_grant(customer=customer, product=products["maps"], amount=5)
+
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        out, _ = run()
+    assert "24 item(s) written, 5 already current" in out
+
+
+def test_a_current_item_loses_its_pending_row(mirror, balances, alice, products):
+    run()
+    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#maps", error="throttled")
+    MirrorPending.objects.filter().update(updated="2000-01-01T00:00:00Z")  # failed before this run read Postgres
+
+    out, _ = run()
+
+    assert "0 item(s) written, 5 already current" in out
+    assert not MirrorPending.objects.exists()
+
+
+def test_create_leaves_an_item_that_appeared_meanwhile_to_the_versioned_write(mirror, balances, alice, products):
+    from ledger.mirror import balance_create, balance_write
+    from ledger.models import Balance
+
+    balance = Balance.objects.select_related("customer", "product").get(customer=alice, product=products["maps"])
+    balance.customer.live_credentials = list(alice.credentials.filter(revoked_at__isnull=True))
+    assert balance_create(mirror_client(), balance) is True
+    mirror.spend(alice, products["maps"], used=7)  # the gate spends on it
+
+    assert balance_create(mirror_client(), balance) is True  # exists: rewritten at its version, `used` kept
+    assert mirror.balance(alice, products["maps"])["used"] == 7
+    balance.version -= 1  # an older state than the item's: refused
+    assert balance_create(mirror_client(), balance) is False
+    assert balance_write(mirror_client(), balance, force=True) is False
+    assert mirror.balance(alice, products["maps"])["granted"] == 20

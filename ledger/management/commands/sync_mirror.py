@@ -31,8 +31,8 @@ class Command(BaseCommand):
             report = mirror_pending_retry()
         else:
             report = mirror_full_write(
-                lambda total: tqdm(
-                    total=total, unit="item", desc="sync_mirror", disable=verbosity < 1, file=self.stderr
+                lambda total, desc: tqdm(
+                    total=total, unit="item", desc=desc, disable=verbosity < 1, file=self.stderr, mininterval=1
                 )
             )
         self._report(report)
