@@ -29,6 +29,8 @@ class Config:
     # string parameter, tried only when the header is absent.
     token_header: str = "Authorization"
     token_query: str | None = None
+    # How long one DynamoDB request may take before the call is denied, in seconds.
+    dynamodb_timeout: float = 2.0
 
     @property
     def bearer_required(self) -> bool:
@@ -84,4 +86,5 @@ def config_from_env(environ=None) -> Config:
         route_ttl=_number(environ, "AUTHORIZER_ROUTE_TTL", 60.0),
         token_header=environ.get("AUTHORIZER_TOKEN_HEADER", "").strip() or "Authorization",
         token_query=environ.get("AUTHORIZER_TOKEN_QUERY", "").strip() or None,
+        dynamodb_timeout=_number(environ, "AUTHORIZER_DYNAMODB_TIMEOUT", 2.0) or 2.0,
     )

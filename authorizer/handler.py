@@ -65,7 +65,7 @@ class Runtime:
     gate: Gate
 
 
-def dynamodb_client():
+def dynamodb_client(read_timeout: float = 2.0):
     """A botocore DynamoDB client. botocore reads AWS_ENDPOINT_URL and credentials itself.
 
     No retries inside botocore: the gate retries only what surely did not land
@@ -76,7 +76,9 @@ def dynamodb_client():
     return session.create_client(
         "dynamodb",
         region_name=region,
-        config=ClientConfig(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 1}),
+        config=ClientConfig(
+            connect_timeout=1, read_timeout=read_timeout, retries={"mode": "standard", "total_max_attempts": 1}
+        ),
     )
 
 
@@ -89,7 +91,12 @@ def runtime_from_env(environ=None) -> Runtime:
         audience=config.audience,
         leeway=config.leeway,
     )
-    gate = Gate(client=dynamodb_client(), table=config.table, route_ttl=config.route_ttl, product=config.product)
+    gate = Gate(
+        client=dynamodb_client(config.dynamodb_timeout),
+        table=config.table,
+        route_ttl=config.route_ttl,
+        product=config.product,
+    )
     return Runtime(config=config, verifier=verifier, gate=gate)
 
 

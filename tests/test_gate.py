@@ -147,6 +147,9 @@ def test_exactly_what_was_granted_is_allowed_however_many_calls_run_at_once(
     from ledger.services import product_upsert
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", atomic_moto_server)  # see the fixture: moto's own server is not atomic
+    # The door queues up to `threads` requests: on a busy machine the last waits longer than the 2 s
+    # a Lambda would (a timeout denies, see test_faults.py); this test counts atomicity, not speed.
+    monkeypatch.setenv("AUTHORIZER_DYNAMODB_TIMEOUT", "60")
     gate.reset()
     with committed():
         product_upsert(slug="weather", name="Weather API", cost_per_call=cost)

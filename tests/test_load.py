@@ -54,6 +54,9 @@ def run(*command: str) -> str:
 def atomic_gate(gate, atomic_moto_server, monkeypatch, settings):
     """The authorizer and Django's mirror writes both through the one-request-at-a-time door."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", atomic_moto_server)
+    # The door queues every concurrent request: on a busy machine the last waits longer than the 2 s a
+    # Lambda would (a timeout denies, see test_faults.py); these tests count atomicity, not speed.
+    monkeypatch.setenv("AUTHORIZER_DYNAMODB_TIMEOUT", "60")
     settings.MIRROR_ENDPOINT_URL = atomic_moto_server
     gate.reset()
     return gate
@@ -91,14 +94,13 @@ def test_n_calls_at_once_against_g_credits_allow_exactly_g_for_each_customer(
     with committed():
         run("sync_usage")
     assert {b.customer_id: (b.granted, b.used) for b in Balance.objects.all()} == {
-        alice.pk: (granted, granted), bob.pk: (granted, granted)
+        alice.pk: (granted, granted),
+        bob.pk: (granted, granted),
     }
 
 
 @pytest.mark.django_db(transaction=True)
-def test_grants_landing_while_calls_run_are_all_spendable_and_never_clobber_usage(
-    atomic_gate, alice, products, mirror
-):
+def test_grants_landing_while_calls_run_are_all_spendable_and_never_clobber_usage(atomic_gate, alice, products, mirror):
     weather = products["weather"]
     credits_grant(customer=alice, product=weather, amount=10)  # committed: the mirror is written at once
     token = token_for(alice)

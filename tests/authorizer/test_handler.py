@@ -292,6 +292,21 @@ def test_a_broken_configuration_denies_every_call(authorizer, alice_weather, mon
     assert alice_weather.used("cus_alice", "weather") == 0
 
 
+def test_the_dynamodb_timeout_comes_from_the_environment_and_a_bad_one_denies(authorizer, alice_weather, monkeypatch):
+    assert authorizer.runtime().gate.client.meta.config.read_timeout == 2  # the default
+    monkeypatch.setenv("AUTHORIZER_DYNAMODB_TIMEOUT", "0.5")
+    authorizer.reset()
+    assert authorizer.runtime().gate.client.meta.config.read_timeout == 0.5
+    assert answer(authorizer, "rest_token", alice_token())["context"]["remaining"] == 9
+
+    monkeypatch.setenv("AUTHORIZER_DYNAMODB_TIMEOUT", "soon")
+    authorizer.reset()
+    assert answer(authorizer, "rest_token", alice_token()) == expected_deny(
+        "rest_token", "internal_error", principal="unknown"
+    )
+    assert alice_weather.used("cus_alice", "weather") == 1
+
+
 def test_a_table_that_does_not_exist_denies_with_internal_error(authorizer, alice_weather, monkeypatch):
     monkeypatch.setenv("MIRROR_TABLE", "no-such-table")
     authorizer.reset()
