@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Credential, Customer, User
 from accounts.services import customer_reactivate, customer_suspend
+from creditportal.paginator import EstimatedCountPaginator
 from ledger.forms import CreditsAdjustForm
 from ledger.models import Balance, LedgerEntry, Product
 from ledger.services import credits_adjust
@@ -22,6 +24,7 @@ class UserAdmin(BaseUserAdmin):
     ordering = ["email"]
     list_display = ["email", "name", "is_staff", "is_active", "last_login"]
     search_fields = ["email", "name"]
+    paginator = EstimatedCountPaginator
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
         ("Personal info", {"fields": ["name"]}),
@@ -40,7 +43,10 @@ class ProductListFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(balances__product__slug=self.value()).distinct()
+            # EXISTS, not a join + DISTINCT: the page is walked in the list's order
+            # and each customer checked by the (customer, product) unique index.
+            has_it = Balance.objects.filter(customer=OuterRef("pk"), product__slug=self.value())
+            return queryset.filter(Exists(has_it))
         return queryset
 
 
@@ -83,6 +89,7 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ["email", "name", "=public_id"]
     ordering = ["-created"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     fields = ["email", "name", "public_id", "status", "created", "user", "ledger_history"]
     readonly_fields = ["public_id", "status", "created", "user", "ledger_history"]
     inlines = [BalanceInline, CredentialInline]

@@ -161,6 +161,10 @@ CREDENTIAL_HASH_KEY = envsecret("CREDENTIAL_HASH_KEY", "dev-only-credential-hash
 # Shared secret that Zapier sends as `Authorization: Bearer …`.
 ZAPIER_WEBHOOK_SECRET = envsecret("ZAPIER_WEBHOOK_SECRET", "dev-only-zapier-secret")
 
+# Admin lists count their rows exactly up to this many; past that they show
+# Postgres' estimate instead of counting every row (creditportal/paginator.py).
+ADMIN_EXACT_COUNT_BELOW = envint("ADMIN_EXACT_COUNT_BELOW", "10000")
+
 # Where customers reach the portal; links in emails are built from it.
 PORTAL_BASE_URL = os.getenv("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 

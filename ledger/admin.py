@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from creditportal.paginator import EstimatedCountPaginator
 from ledger.forms import PurchaseApplyForm
 from ledger.models import Balance, LedgerEntry, MirrorPending, Product, ProductApi, ProductSku, Purchase
 from ledger.services import purchase_apply, purchase_email_resend
@@ -68,9 +69,12 @@ class BalanceAdmin(ReadOnlyAdmin):
     list_filter = ["product"]
     list_select_related = ["customer", "product"]
     search_fields = ["customer__email", "=customer__public_id"]
-    ordering = ["customer__email", "product__slug"]
+    # Newest customers first, in the order of the (customer, product) unique index:
+    # ordering by the customer's email would join and sort every balance (0.5 s at 130k).
+    ordering = ["-customer_id", "-product_id"]
     sortable_by = ["customer", "product", "granted", "used", "remaining", "updated"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 @admin.register(LedgerEntry)
@@ -80,6 +84,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ["customer", "product", "created_by", "purchase"]
     search_fields = ["customer__email", "=customer__public_id", "reason"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     @admin.display(description="purchase", ordering="purchase")
     def purchase_link(self, entry: LedgerEntry) -> str:
@@ -103,6 +108,7 @@ class PurchaseAdmin(ReadOnlyAdmin):
     search_fields = ["=order_id", "email", "customer__email", "=customer__public_id"]
     ordering = ["-received", "-id"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     actions = ["apply_to_product", "resend_welcome_email", "resend_credits_added_email"]
     fields = [
         "source", "order_id", "line_id", "status", "email", "name", "product_ref", "quantity", "product",

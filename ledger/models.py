@@ -98,7 +98,10 @@ class Purchase(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "order_id", "line_id"], name="purchase_once_per_order_line"),
         ]
-        indexes = [models.Index(fields=["status", "-received"])]
+        indexes = [
+            models.Index(fields=["status", "-received"]),
+            models.Index(fields=["-received", "-id"], name="purchase_newest_first"),  # the admin's order
+        ]
 
     def __str__(self) -> str:
         line = f"/{self.line_id}" if self.line_id else ""
@@ -178,6 +181,8 @@ class Balance(models.Model):
             models.UniqueConstraint(fields=["customer", "product"], name="balance_once_per_customer_product"),
             models.CheckConstraint(condition=models.Q(used__gte=0), name="balance_used_not_negative"),
         ]
+        # The admin's list of one product's balances sorted by what remains, then by customer.
+        indexes = [models.Index(fields=["product", "remaining", "customer"], name="balance_product_remaining")]
 
     def __str__(self) -> str:
         return f"{self.customer} · {self.product}"
