@@ -47,6 +47,8 @@ def main(iterations: int) -> None:
         assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
 
         per_decision = len(sent) / iterations
+        spends = sent.count("UpdateItem") / iterations
+        route_reads = sent.count("GetItem")
         report(
             "authorizer_warm",
             title="Authorizer, warm: one decision vs one raw conditional UpdateItem to the same endpoint",
@@ -54,11 +56,15 @@ def main(iterations: int) -> None:
                 f"{iterations} interleaved iterations, moto server in its own process",
                 f"decision   median {median(decision) * 1e3:7.3f} ms   p90 {percentile(decision, 0.9) * 1e3:7.3f} ms",
                 f"UpdateItem median {median(request) * 1e3:7.3f} ms   p90 {percentile(request, 0.9) * 1e3:7.3f} ms",
-                f"DynamoDB requests per decision, route cached: {per_decision:g} ({', '.join(sorted(set(sent)))})",
+                (
+                    f"DynamoDB requests per decision: {per_decision:g}: UpdateItems {spends:g} per decision,"
+                    f" and {route_reads} GetItem(s) re-reading the route (cached AUTHORIZER_ROUTE_TTL, 60 s)"
+                ),
             ],
             ratios=[
                 Ratio("warm decision / raw UpdateItem (medians)", median(decision) / median(request), GOAL),
-                Ratio("DynamoDB requests per decision", per_decision, 1),
+                Ratio("DynamoDB requests per decision, route cached", spends, 1),
+                Ratio("DynamoDB requests per decision, with route re-reads", per_decision),
             ],
             reproduce=command(".venv/bin/python", "bench/authorizer_warm.py", iterations),
         )
