@@ -72,7 +72,7 @@ def ratio_row(record: dict, ratio: dict) -> str:
     verdict = "" if goal is None else ("OK" if ratio["value"] <= goal else "**over**")
     goal_text = "" if goal is None else f"≤ {goal:g}"
     anchor = record["title"].lower()
-    anchor = "".join(c for c in anchor if c.isalnum() or c in " -").replace(" ", "-")
+    anchor = "".join(c for c in anchor if c.isalnum() or c in " -_").replace(" ", "-")  # as GitHub makes them
     return f"| [{record['name']}](#{anchor}) | {ratio['what']} | {ratio['value']:.3f} | {goal_text} | {verdict} |"
 
 
