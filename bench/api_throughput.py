@@ -41,6 +41,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlparse, urlunparse
 
 from _gate import free_port, start_moto
+from _postgres import database_create
 from _report import Ratio, command, report
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,17 +59,6 @@ def bench_database_url() -> str:
     if not url.scheme.startswith("postgres"):
         sys.exit("DATABASE_URL must be Postgres: the benchmark measures what production runs")
     return urlunparse(url._replace(path=url.path.rstrip("/") + "_bench"))
-
-
-def create_database(url: str) -> None:
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 SEED = """
@@ -221,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database_url = bench_database_url()
-    create_database(database_url)
+    database_create(database_url)
     keydir = Path(tempfile.mkdtemp(prefix="creditportal-bench-"))
     write_keys(keydir)
     moto, moto_url = (None, None) if args.no_aws else start_moto()

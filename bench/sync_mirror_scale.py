@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _gate import BASE_ENV, start_moto
+from _postgres import database_create
 from _report import Ratio, command, report
 from tqdm import tqdm
 
@@ -62,19 +63,10 @@ def django_setup(database_url: str, endpoint: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "creditportal.settings")
     os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(ROOT))
-    _database_create(database_url)
+    database_create(database_url)
     import django
 
     django.setup()
-
-
-def _database_create(database_url: str) -> None:
-    import psycopg
-
-    base, name = database_url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def populate(items: int) -> None:
