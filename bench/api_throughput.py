@@ -52,6 +52,7 @@ PYTHON = sys.executable
 
 
 DATABASE_URL = os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/creditportal")
+WEBHOOK_SECRET = "bench-zapier-secret"
 
 
 def bench_database_url() -> str:
@@ -62,6 +63,17 @@ def bench_database_url() -> str:
 
 
 SEED = """
+import io
+import os
+from django.conf import settings
+from django.core.management import call_command
+
+if settings.MIRROR_ENABLED:  # AWS is the moto server: the mirror's table, and the sender SES wants verified
+    from local.stack import ses_sender_verify
+
+    call_command("create_mirror_table", stdout=io.StringIO())
+    ses_sender_verify(endpoint_url=os.environ["AWS_ENDPOINT_URL"], from_email=settings.DEFAULT_FROM_EMAIL)
+
 from accounts.models import Customer, User
 from accounts.services import credential_create
 from ledger.models import Balance
@@ -195,9 +207,6 @@ def write_keys(keydir: Path) -> None:
     )
 
 
-WEBHOOK_SECRET = "bench-zapier-secret"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1500, help="requests per kind (default 1500)")
@@ -220,13 +229,6 @@ def main() -> None:
 
     print(f"database {database_url}: migrating and seeding")
     subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
-    if moto_url is not None:
-        subprocess.run([*manage, "create_mirror_table"], cwd=ROOT, env=env, check=True, capture_output=True)
-        import boto3
-
-        ses = boto3.client("ses", region_name="us-east-1", endpoint_url=moto_url, aws_access_key_id="bench",
-                           aws_secret_access_key="bench")  # fmt: skip
-        ses.verify_email_identity(EmailAddress="credits@example.com")
     seeded = subprocess.run(
         [*manage, "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
