@@ -31,12 +31,17 @@ all together). Each section says how to reproduce it.
 """
 
 
+def report_order(name: str) -> tuple[int, str]:
+    """Where a benchmark stands in the run and the report: ORDER first, any other after, by name."""
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
+
+
 def scripts(names: list[str]) -> list[Path]:
     found = {path.stem: path for path in HERE.glob("*.py") if not path.stem.startswith("_") and path.stem != "run_all"}
     unknown = set(names) - set(found)
     if unknown:
         sys.exit(f"no such benchmark: {', '.join(sorted(unknown))} (there are: {', '.join(sorted(found))})")
-    chosen = names or sorted(found, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
+    chosen = names or sorted(found, key=report_order)
     return [found[name] for name in chosen]
 
 
@@ -78,7 +83,7 @@ def ratio_row(record: dict, ratio: dict) -> str:
 
 def write_results() -> None:
     records = [json.loads(path.read_text()) for path in OUT.glob("*.json")]
-    records.sort(key=lambda r: (ORDER.index(r["name"]) if r["name"] in ORDER else len(ORDER), r["name"]))
+    records.sort(key=lambda record: report_order(record["name"]))
     lines = [INTRO, "## Summary", "", "| benchmark | ratio | value | goal | |", "| --- | --- | ---: | --- | --- |"]
     lines += [ratio_row(record, ratio) for record in records for ratio in record["ratios"]]
     lines.append("")
