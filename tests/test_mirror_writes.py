@@ -52,7 +52,7 @@ def test_a_first_purchase_writes_its_balance_item_once(mirror, products, zapier)
     try:
         response = zapier({"order_id": "1001", "email": "nina@example.com", "product": "weather", "quantity": 100})
     finally:
-        mirror_client().meta.events.unregister("before-send.dynamodb", sent._count)
+        sent.stop()
 
     assert response.status_code == 201
     assert sent.operations.count("UpdateItem") == 1  # balance items; routes (PutItem) are the fixture's

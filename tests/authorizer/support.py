@@ -138,7 +138,12 @@ class RequestCounter:
 
     def __init__(self, client):
         self.operations: list[str] = []
+        self._client = client
         client.meta.events.register("before-send.dynamodb", self._count)
+
+    def stop(self) -> None:
+        """Count no more: for a client that outlives the test (Django's cached mirror client)."""
+        self._client.meta.events.unregister("before-send.dynamodb", self._count)
 
     def _count(self, request, **kwargs):
         target = request.headers.get("X-Amz-Target", "")
