@@ -62,12 +62,15 @@ def _client(region: str, endpoint_url: str | None, timeout: int, attempts: int, 
     return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
-def mirror_client():
-    """The DynamoDB client for the mirror, built from settings when first needed (never at import)."""
+def mirror_client(*, timeout: int | None = None):
+    """The DynamoDB client for the mirror, built from settings when first needed (never at import).
+
+    `timeout`: seconds to connect and to read an answer, MIRROR_TIMEOUT_SECONDS unless given.
+    """
     return _client(
         settings.AWS_REGION,
         settings.MIRROR_ENDPOINT_URL,
-        settings.MIRROR_TIMEOUT_SECONDS,
+        timeout or settings.MIRROR_TIMEOUT_SECONDS,
         settings.MIRROR_WRITE_ATTEMPTS,
         max(10, settings.MIRROR_WRITE_THREADS),
     )
@@ -75,13 +78,7 @@ def mirror_client():
 
 def mirror_reader():
     """The client for whole-table scans: a page (up to 1 MB) may take far longer than one write to answer."""
-    return _client(
-        settings.AWS_REGION,
-        settings.MIRROR_ENDPOINT_URL,
-        max(settings.MIRROR_TIMEOUT_SECONDS, 120),
-        settings.MIRROR_WRITE_ATTEMPTS,
-        max(10, settings.MIRROR_WRITE_THREADS),
-    )
+    return mirror_client(timeout=max(settings.MIRROR_TIMEOUT_SECONDS, 120))
 
 
 def _key(typed: dict) -> Key:
