@@ -11,7 +11,7 @@ DEPLOY_VENV ?= .venv-deploy
 DEPLOY_BIN := $(DEPLOY_VENV)/bin
 STAGE ?= dev
 
-.PHONY: run mailbox test bench install install-local install-dev install-deploy zappa-package authorizer-zip clean
+.PHONY: run mailbox test lint bench install install-local install-dev install-deploy zappa-package authorizer-zip clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ ifeq ($(strip $(PYTEST_ARGS)),)
 else
 	DEPLOY_VENV=$(DEPLOY_VENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 endif
+
+## lint: ruff (rules in pyproject.toml) and its formatter, checking only
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## zappa-package: the Django app as a Zappa Lambda package for STAGE (dev), in dist/creditportal-$(STAGE).zip; no AWS needed
 zappa-package: install install-deploy

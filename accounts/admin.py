@@ -105,7 +105,9 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("<int:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_customer_adjust"),
+            path(
+                "<int:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_customer_adjust"
+            ),
             path(
                 "<int:object_id>/status/",
                 self.admin_site.admin_view(require_POST(self.status_view)),

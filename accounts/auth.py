@@ -45,7 +45,9 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     def get_users(self, email: str):
         return User.objects.filter(email__iexact=normalize_email(email), is_active=True)
 
-    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None):
+    def send_mail(
+        self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None
+    ):
         path = reverse("password_reset_confirm", kwargs={"uidb64": context["uid"], "token": context["token"]})
         context = {
             **context,
@@ -53,7 +55,9 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
             "portal_url": f"{settings.PORTAL_BASE_URL}{reverse('account_dashboard')}",
             "first_password": not context["user"].has_usable_password(),
         }
-        super().send_mail(subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name)
+        super().send_mail(
+            subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name
+        )
 
 
 def login_lockout_response(request: HttpRequest, original_response=None, credentials: dict | None = None):

@@ -65,8 +65,21 @@ def bar_chart(days: list[tuple[datetime.date, int]]) -> BarChart:
             h = 1.0  # a day with any use stays visible
         if not value:
             h = ZERO_MARK  # a thin mark, so a quiet day reads as zero rather than missing
-        bars.append(Bar(x=round(LEFT + i * slot + gap / 2, 2), y=round(baseline - h, 2), width=round(slot - gap, 2), height=round(h, 2), day=day, value=value))
-    y_ticks = [Tick(x=LEFT - 6, y=round(baseline - plot_h * f, 2), label=f"{int(top * f):,}") for f in (0, 0.5, 1) if f == 0 or top * f == int(top * f)]
+        bars.append(
+            Bar(
+                x=round(LEFT + i * slot + gap / 2, 2),
+                y=round(baseline - h, 2),
+                width=round(slot - gap, 2),
+                height=round(h, 2),
+                day=day,
+                value=value,
+            )
+        )
+    y_ticks = [
+        Tick(x=LEFT - 6, y=round(baseline - plot_h * f, 2), label=f"{int(top * f):,}")
+        for f in (0, 0.5, 1)
+        if f == 0 or top * f == int(top * f)
+    ]
     x_ticks = []
     if days:
         ends = {0: ("start", LEFT), len(days) - 1: ("end", WIDTH - RIGHT)}  # the end labels stay inside the box
@@ -74,6 +87,12 @@ def bar_chart(days: list[tuple[datetime.date, int]]) -> BarChart:
             anchor, x = ends.get(i, ("middle", LEFT + (i + 0.5) * slot))
             x_ticks.append(Tick(x=round(x, 2), y=HEIGHT - 6, label=days[i][0].strftime("%b %-d"), anchor=anchor))
     return BarChart(
-        width=WIDTH, height=HEIGHT, bars=bars, y_ticks=y_ticks, x_ticks=x_ticks,
-        plot_left=LEFT, plot_right=WIDTH - RIGHT, baseline=baseline,
+        width=WIDTH,
+        height=HEIGHT,
+        bars=bars,
+        y_ticks=y_ticks,
+        x_ticks=x_ticks,
+        plot_left=LEFT,
+        plot_right=WIDTH - RIGHT,
+        baseline=baseline,
     )

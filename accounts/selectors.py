@@ -33,7 +33,9 @@ def credential_get(*, customer: Customer, client_id: str) -> Credential | None:
 
 
 def balance_list(*, customer: Customer) -> QuerySet[Balance]:
-    return Balance.objects.filter(customer=customer).select_related("product").order_by("product__name", "product__slug")
+    return (
+        Balance.objects.filter(customer=customer).select_related("product").order_by("product__name", "product__slug")
+    )
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class DailyUsage:
         return max(reversed(self.days), key=lambda day: day[1])  # the latest day wins a tie
 
 
-def usage_daily(*, customer: Customer, products: list[Product], days: int = 30, today: datetime.date | None = None) -> list[DailyUsage]:
+def usage_daily(
+    *, customer: Customer, products: list[Product], days: int = 30, today: datetime.date | None = None
+) -> list[DailyUsage]:
     """Credits used per product per day (UTC) over the last `days` days, today included: one query."""
     today = today or timezone.now().date()
     first = today - datetime.timedelta(days=days - 1)

@@ -18,6 +18,7 @@ Nothing else, nothing secret. Verifiers pin the algorithm, pick the key by kid
 skew) and that every claim above is present.
 """
 
+import contextlib
 import hmac
 import re
 
@@ -106,10 +107,8 @@ def credential_authenticate(*, client_id: str, client_secret: str) -> Credential
     """
     credential = None
     if _CLIENT_ID.fullmatch(client_id):
-        try:
+        with contextlib.suppress(Credential.DoesNotExist):
             credential = Credential.objects.select_related("customer").get(client_id=client_id)
-        except Credential.DoesNotExist:
-            pass
     if credential is None:
         hmac.compare_digest(_NO_SUCH_HASH, hash_secret(client_secret))
         return None

@@ -103,7 +103,11 @@ def credential_rotate(request: HttpRequest, customer: Customer, client_id: str) 
         except ValidationError as e:
             messages.error(request, " ".join(e.messages))
         else:
-            request.session[NEW_SECRET_SESSION_KEY] = {"client_id": credential.client_id, "secret": secret, "rotated": True}
+            request.session[NEW_SECRET_SESSION_KEY] = {
+                "client_id": credential.client_id,
+                "secret": secret,
+                "rotated": True,
+            }
         return redirect("account_dashboard")
     if credential.is_revoked:
         messages.error(request, f"{credential.client_id} is revoked: it cannot be rotated.")
@@ -119,7 +123,8 @@ def credential_revoke(request: HttpRequest, customer: Customer, client_id: str) 
     if request.method == "POST":
         services.credential_revoke(credential=credential)
         messages.success(
-            request, f"{credential.client_id} is revoked: it gets no new tokens, and its tokens are refused from the next call."
+            request,
+            f"{credential.client_id} is revoked: it gets no new tokens, and its tokens are refused from the next call.",
         )
         return redirect("account_dashboard")
     if credential.is_revoked:
@@ -127,7 +132,9 @@ def credential_revoke(request: HttpRequest, customer: Customer, client_id: str) 
         return redirect("account_dashboard")
     others = sum(1 for c in selectors.credential_list(customer=customer) if not c.is_revoked and c.pk != credential.pk)
     return render(
-        request, "accounts/credential_confirm.html", {"credential": credential, "action": "revoke", "last_one": others == 0}
+        request,
+        "accounts/credential_confirm.html",
+        {"credential": credential, "action": "revoke", "last_one": others == 0},
     )
 
 

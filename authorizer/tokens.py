@@ -148,7 +148,7 @@ class Verifier:
         return access
 
     def _verify(self, token: str) -> AccessToken:
-        header, claims = self._signed_parts(token)
+        _header, claims = self._signed_parts(token)
         now = self.clock()
         for name in REQUIRED_CLAIMS:
             if claims.get(name) is None:

@@ -207,7 +207,9 @@ def main(items: int, database_url: str) -> None:
         assert balance_items == items, (balance_items, items)
         assert check_out == "no drift: the mirror matches Postgres", check_out
 
-        per_item = lambda seconds: f"{seconds / items * 1e3:7.3f} ms/item"
+        def per_item(seconds: float) -> str:
+            return f"{seconds / items * 1e3:7.3f} ms/item"
+
         report(
             "sync_mirror_scale",
             title=f"sync_mirror over {items} balances vs raw BatchWriteItem of the same items (moto, own process)",

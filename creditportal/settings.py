@@ -250,7 +250,9 @@ SIMPLE_JWT = {
 # STATIC_ROOT, which `make zappa-package` fills with collectstatic and ships
 # inside the Lambda package: no bucket or CDN to run. Locally, runserver and
 # the tests serve them as before.
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware"
+)
 
 # --- The gate: the DynamoDB mirror (ledger/mirror.py) ------------------------
 

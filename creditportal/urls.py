@@ -2,10 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from ledger.views import ZapierPurchaseView
-
 from accounts.api import BalanceView, TokenView, jwks
 from creditportal.views import health
+from ledger.views import ZapierPurchaseView
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -53,7 +53,7 @@ NO_AWS = {
 def shipped_paths() -> list[Path]:
     """The project's parts that run on Lambda: root Python packages (but tests/deploy/bench), templates/, manage.py."""
     packages = [p for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name not in NOT_SHIPPED]
-    return sorted(packages) + [ROOT / "templates", ROOT / "manage.py"]
+    return [*sorted(packages), ROOT / "templates", ROOT / "manage.py"]
 
 
 def stage_project(project: Path) -> None:

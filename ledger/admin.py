@@ -36,9 +36,13 @@ class ProductAdmin(admin.ModelAdmin):
     inlines = [ProductApiInline, ProductSkuInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related(
-            Prefetch("apis", queryset=ProductApi.objects.order_by("api_id")),
-            Prefetch("skus", queryset=ProductSku.objects.order_by("sku")),
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch("apis", queryset=ProductApi.objects.order_by("api_id")),
+                Prefetch("skus", queryset=ProductSku.objects.order_by("sku")),
+            )
         )
 
     @admin.display(description="API ids")

@@ -68,11 +68,15 @@ def _entry_apply(
 
 
 @transaction.atomic
-def credits_grant(*, customer: Customer, product: Product, amount: int, purchase: Purchase | None = None) -> LedgerEntry:
+def credits_grant(
+    *, customer: Customer, product: Product, amount: int, purchase: Purchase | None = None
+) -> LedgerEntry:
     """Add `amount` purchased credits."""
     if amount <= 0:
         raise ValidationError("A grant must be a positive number of credits.", code="not_positive")
-    return _entry_apply(customer=customer, product=product, kind=LedgerEntry.Kind.PURCHASE, amount=amount, purchase=purchase)
+    return _entry_apply(
+        customer=customer, product=product, kind=LedgerEntry.Kind.PURCHASE, amount=amount, purchase=purchase
+    )
 
 
 @transaction.atomic
@@ -204,9 +208,7 @@ def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
     # We hold the balance's row lock since the grant: this is exactly what it left.
     balance = Balance.objects.get(customer=customer, product=product)
     purchase.remaining_after = balance.remaining
-    purchase.save(
-        update_fields=["product", "customer", "status", "applied", "created_customer", "remaining_after"]
-    )
+    purchase.save(update_fields=["product", "customer", "status", "applied", "created_customer", "remaining_after"])
     transaction.on_commit(
         partial(
             purchase_email_send,

@@ -1,6 +1,7 @@
 """Pieces of `manage.py runstack` (local/management/commands/runstack.py): the stack's
 environment, its child processes, and waiting for them. Development only."""
 
+import contextlib
 import os
 import re
 import signal
@@ -189,10 +190,8 @@ class Child:
         """SIGTERM to the whole group; SIGKILL to what is left after `timeout` seconds."""
         pgid = self.process.pid  # a session leader: its pid is the group's id
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, sig)
-            except ProcessLookupError:
-                pass
             if self._group_ended(pgid, timeout):
                 break
         self.process.wait()

@@ -76,7 +76,9 @@ def bob(db):
 def staff(db):
     from accounts.models import User
 
-    return User.objects.create_user("staff@creditportal.test", "staff password 123", name="Sam Staff", is_staff=True, is_superuser=True)
+    return User.objects.create_user(
+        "staff@creditportal.test", "staff password 123", name="Sam Staff", is_staff=True, is_superuser=True
+    )
 
 
 ZAPIER_URL = "/api/purchases/zapier/"
@@ -106,6 +108,7 @@ def zapier(client, django_capture_on_commit_callbacks):
             return client.post(ZAPIER_URL, body, content_type=content_type, **headers)
 
     return post
+
 
 # --- Customer portal -------------------------------------------------------
 
@@ -162,6 +165,7 @@ def past_usage(db):
 
     return make
 
+
 @pytest.fixture(scope="session", autouse=True)
 def jwt_keys(request):
     """A token signing key pair for the whole session, put where JWT_PRIVATE_KEY and
@@ -197,6 +201,7 @@ def jwt_keys(request):
         leeway=conf["LEEWAY"],
     )
     override.disable()
+
 
 # --- The gate ------------------------------------------------------------------
 

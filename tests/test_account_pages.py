@@ -39,7 +39,13 @@ def bob_client(bob):
 
 def snapshot(credential: Credential) -> tuple:
     credential.refresh_from_db()
-    return (credential.secret_hash, credential.secret_last4, credential.secret_version, credential.rotated_at, credential.revoked_at)
+    return (
+        credential.secret_hash,
+        credential.secret_last4,
+        credential.secret_version,
+        credential.rotated_at,
+        credential.revoked_at,
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,7 +61,11 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client, db, url):
 def test_anonymous_posts_change_nothing(client, alice):
     before = snapshot(alice.credential)
 
-    for url in [rotate_url(alice.credential.client_id), revoke_url(alice.credential.client_id), reverse("account_credential_add")]:
+    for url in [
+        rotate_url(alice.credential.client_id),
+        revoke_url(alice.credential.client_id),
+        reverse("account_credential_add"),
+    ]:
         response = client.post(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("account_login"))
@@ -274,7 +284,9 @@ def test_forms_refuse_a_missing_csrf_token(csrf_client, alice, action):
 def test_the_login_form_refuses_a_missing_csrf_token(alice):
     client = Client(enforce_csrf_checks=True)
 
-    response = client.post(reverse("account_login"), {"username": alice.email, "password": "correct horse battery staple"})
+    response = client.post(
+        reverse("account_login"), {"username": alice.email, "password": "correct horse battery staple"}
+    )
 
     assert response.status_code == 403
     assert "_auth_user_id" not in client.session
@@ -329,10 +341,12 @@ def test_the_curl_example_uses_the_customers_client_id_and_the_token_url(alice_c
     assert f"curl -s -X POST {settings.PORTAL_BASE_URL}/api/token/" in html
     assert f"-d client_id={alice.credential.client_id}" in html
     assert "-d client_secret=YOUR_SECRET" in html
-    assert 'Authorization: Bearer $TOKEN' in html
+    assert "Authorization: Bearer $TOKEN" in html
 
 
-def test_the_usage_chart_shows_30_days_of_own_usage_with_zeros(alice_client, alice, bob, products, purchase, past_usage):
+def test_the_usage_chart_shows_30_days_of_own_usage_with_zeros(
+    alice_client, alice, bob, products, purchase, past_usage
+):
     purchase(alice, products["weather"], 1000)
     purchase(bob, products["weather"], 1000)
     past_usage(alice, products["weather"], {0: 7, 2: 30, 29: 5, 30: 999})  # 30 days ago is outside the window

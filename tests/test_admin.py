@@ -85,7 +85,10 @@ def test_ledger_entries_offer_no_change_or_delete(staff_client, alice, products)
     change = staff_client.get(reverse("admin:ledger_ledgerentry_change", args=[entry.pk]))
     assert change.status_code == 200
     assert b'name="_save"' not in change.content  # a superuser sees it read-only
-    assert staff_client.post(reverse("admin:ledger_ledgerentry_change", args=[entry.pk]), {"amount": 99}).status_code == 403
+    assert (
+        staff_client.post(reverse("admin:ledger_ledgerentry_change", args=[entry.pk]), {"amount": 99}).status_code
+        == 403
+    )
     assert staff_client.get(reverse("admin:ledger_ledgerentry_delete", args=[entry.pk])).status_code == 403
     assert staff_client.get(reverse("admin:ledger_ledgerentry_add")).status_code == 403
     changelist = staff_client.get(reverse("admin:ledger_ledgerentry_changelist"))

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 def _no_mirror(settings):
     settings.MIRROR_ENABLED = False  # not under test here: the replays write no DynamoDB items
 
+
 GOOD = {"order_id": "1001", "email": "nina@example.com", "product": "weather", "quantity": 5}
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"

@@ -17,11 +17,13 @@ backend is terminated (`pg_terminate_backend`) while it waits, mid-transaction, 
 real HTTP server (live_server).
 """
 
+import contextlib
 import io
 import random
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -45,7 +47,7 @@ def _port_nobody_is_given() -> int:
     """A free port below the kernel's ephemeral range: while the endpoint is down, no other
     connection or bind(0) on this machine can be handed it, so it can come back on it."""
     try:
-        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return _free_port()
     for _ in range(100):
@@ -89,10 +91,8 @@ class Endpoint:
         self.server.shutdown()
         self.server.server_close()  # nothing listens: connection refused
         for sock in self.connections:  # and the kept-alive connections die too
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         self.connections.clear()
         self.server = None
@@ -175,7 +175,8 @@ def test_the_mirror_endpoint_going_away_mid_run_loses_nothing_and_doubles_nothin
     omar = Customer.objects.get(email="omar@example.com")
     omar_token = token_for(omar, credential=omar.credentials.get())
     assert set(MirrorPending.objects.values_list("item_pk", flat=True)) == {
-        f"CUSTOMER#{nina.public_id}", f"CUSTOMER#{omar.public_id}"
+        f"CUSTOMER#{nina.public_id}",
+        f"CUSTOMER#{omar.public_id}",
     }
     for kind in ["rest_token", "rest_request", "http_api_v2"]:
         for token in (nina_token, omar_token):
@@ -206,7 +207,8 @@ def test_the_mirror_endpoint_going_away_mid_run_loses_nothing_and_doubles_nothin
         run("sync_usage")
     assert run("sync_mirror", "--check").strip() == "no drift: the mirror matches Postgres"
     assert {(b.customer.email, b.granted, b.used) for b in Balance.objects.select_related("customer")} == {
-        ("nina@example.com", 15, 15), ("omar@example.com", 3, 3)
+        ("nina@example.com", 15, 15),
+        ("omar@example.com", 3, 3),
     }
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE).count() == 3
     assert_balances_are_the_ledgers_sums()

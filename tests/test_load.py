@@ -74,7 +74,11 @@ def test_n_calls_at_once_against_g_credits_allow_exactly_g_for_each_customer(
     tokens = [token_for(alice), token_for(alice, credential=second), token_for(bob)]
     # alice (with both her credentials) and bob each make `calls` calls, in every event kind, interleaved.
     plan = [(tokens[i % 2], EVENT_KINDS[i % 3]) for i in range(calls)]
-    plan = [step for pair in zip(plan, [(tokens[2], EVENT_KINDS[i % 3]) for i in range(calls)]) for step in pair]
+    plan = [
+        step
+        for pair in zip(plan, [(tokens[2], EVENT_KINDS[i % 3]) for i in range(calls)], strict=False)
+        for step in pair
+    ]
     threads = min(len(plan), 50)
     start = threading.Barrier(threads)
 

@@ -69,7 +69,13 @@ def test_five_wrong_passwords_lock_the_account_with_a_clear_message(client, alic
 
 
 def test_the_account_lock_holds_from_any_ip_and_any_spelling(alice, bob):
-    spellings = ["alice@example.com", "ALICE@example.com", " Alice@Example.COM", "alice@EXAMPLE.com", "alice@example.com "]
+    spellings = [
+        "alice@example.com",
+        "ALICE@example.com",
+        " Alice@Example.COM",
+        "alice@EXAMPLE.com",
+        "alice@example.com ",
+    ]
     for i, email in enumerate(spellings):
         login(Client(), email, "wrong", ip=f"198.51.100.{i + 1}")
 

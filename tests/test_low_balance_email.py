@@ -30,7 +30,9 @@ def balance_of(customer, product) -> Balance:
     return Balance.objects.get(customer=customer, product=product)
 
 
-def test_one_email_when_remaining_falls_below_the_threshold_not_one_per_call(alice, products, purchase, spend, mailoutbox, settings):
+def test_one_email_when_remaining_falls_below_the_threshold_not_one_per_call(
+    alice, products, purchase, spend, mailoutbox, settings
+):
     weather = products["weather"]
     purchase(alice, weather, 100)  # threshold: 10
 
@@ -107,7 +109,9 @@ def test_each_product_is_told_on_its_own(alice, products, purchase, spend, mailo
     ]
 
 
-def test_nothing_is_sent_when_the_usage_is_rolled_back(alice, products, purchase, mailoutbox, django_capture_on_commit_callbacks):
+def test_nothing_is_sent_when_the_usage_is_rolled_back(
+    alice, products, purchase, mailoutbox, django_capture_on_commit_callbacks
+):
     weather = products["weather"]
     purchase(alice, weather, 100)
 
@@ -159,7 +163,9 @@ def test_a_failed_send_is_logged_and_the_usage_stands(alice, products, purchase,
     "bought, fraction, threshold",
     [(100, 0.1, 10), (15, 0.1, 2), (5, 0.1, 1), (1, 0.1, 1), (1000, 0.25, 250), (30, 0.1, 3)],
 )
-def test_the_threshold_is_a_fraction_of_the_last_purchase_and_at_least_one(alice, products, purchase, settings, bought, fraction, threshold):
+def test_the_threshold_is_a_fraction_of_the_last_purchase_and_at_least_one(
+    alice, products, purchase, settings, bought, fraction, threshold
+):
     settings.LOW_BALANCE_FRACTION = fraction
     purchase(alice, products["weather"], 999, days_ago=3)
     purchase(alice, products["weather"], bought)

@@ -61,10 +61,13 @@ def test_a_first_purchase_writes_its_balance_item_once(mirror, products, zapier)
 
 
 def test_a_rolled_back_change_writes_nothing(mirror, alice, products, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            credits_grant(customer=alice, product=products["weather"], amount=100)
-            raise RuntimeError("the request failed after the grant")
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        credits_grant(customer=alice, product=products["weather"], amount=100)
+        raise RuntimeError("the request failed after the grant")
     assert callbacks == []
     assert mirror.balance(alice, products["weather"]) is None
 

@@ -276,7 +276,7 @@ def zappa_zip(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zappa-package")
     zip_path = out / "creditportal-dev.zip"
     command = [str(DEPLOY_PYTHON), "-m", "deploy.build_zappa", "--stage", "dev", "--output", str(zip_path)]
-    output = build(command + ["--work", str(out / "work"), "--app-python", sys.executable])
+    output = build([*command, "--work", str(out / "work"), "--app-python", sys.executable])
     assert "Package created" in output
     return zip_path
 

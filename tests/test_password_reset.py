@@ -36,7 +36,9 @@ def test_the_welcome_link_lets_a_new_customer_set_a_password_and_logs_them_in(cl
     assert "carol@example.com" in html
     set_password_url = landing.redirect_chain[-1][0]
 
-    response = client.post(set_password_url, {"new_password1": "a long new passphrase", "new_password2": "a long new passphrase"})
+    response = client.post(
+        set_password_url, {"new_password1": "a long new passphrase", "new_password2": "a long new passphrase"}
+    )
 
     assert response.status_code == 302
     assert response["Location"] == reverse("account_dashboard")
@@ -119,7 +121,11 @@ def test_a_logged_in_customer_changes_their_password(client, alice):
 
     response = client.post(
         reverse("password_change"),
-        {"old_password": "correct horse battery staple", "new_password1": "another fine passphrase", "new_password2": "another fine passphrase"},
+        {
+            "old_password": "correct horse battery staple",
+            "new_password1": "another fine passphrase",
+            "new_password2": "another fine passphrase",
+        },
     )
 
     assert response.status_code == 302

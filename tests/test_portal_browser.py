@@ -34,7 +34,9 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does), or deselect with -m 'not browser'")
+        pytest.fail(
+            f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does), or deselect with -m 'not browser'"
+        )
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an asyncio event loop in this thread (on a

@@ -41,7 +41,7 @@ def test_a_known_email_gets_the_same_customer_and_no_secret(alice):
 
 
 def test_a_staff_user_who_buys_gets_a_customer_on_the_same_login(staff):
-    customer, credential, secret = customer_get_or_create(email="Staff@CreditPortal.test", name="")
+    customer, _credential, secret = customer_get_or_create(email="Staff@CreditPortal.test", name="")
 
     assert customer.user == staff and secret is not None
     assert User.objects.count() == 1

@@ -52,9 +52,19 @@ class Stack:
         self.ports = ports
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runstack", "--sync-every", "1"]
-            + ["--port", str(ports["django"]), "--gateway-port", str(ports["gateway"])]
-            + ["--moto-port", str(ports["moto"])],
+            [
+                sys.executable,
+                "manage.py",
+                "runstack",
+                "--sync-every",
+                "1",
+                "--port",
+                str(ports["django"]),
+                "--gateway-port",
+                str(ports["gateway"]),
+                "--moto-port",
+                str(ports["moto"]),
+            ],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -163,8 +173,17 @@ def test_it_refuses_to_start_on_a_port_in_use_and_says_which(stack_env):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "manage.py", "runstack", "--gateway-port", str(port), "--port", str(_free_port())]
-            + ["--moto-port", str(_free_port())],
+            [
+                sys.executable,
+                "manage.py",
+                "runstack",
+                "--gateway-port",
+                str(port),
+                "--port",
+                str(_free_port()),
+                "--moto-port",
+                str(_free_port()),
+            ],
             cwd=ROOT,
             env=stack_env,
             check=False,
@@ -197,7 +216,11 @@ def test_the_stacks_environment_sends_every_aws_call_to_moto_with_dummy_credenti
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5005"
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("local", "local")
     assert not {"AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SES_REGION_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB"} & set(env)
-    assert (env["MIRROR_ENABLED"], env["EMAIL_BACKEND"], env["DJANGO_DEBUG"]) == ("1", "creditportal.mail.SESBackend", "1")
+    assert (env["MIRROR_ENABLED"], env["EMAIL_BACKEND"], env["DJANGO_DEBUG"]) == (
+        "1",
+        "creditportal.mail.SESBackend",
+        "1",
+    )
     assert env["PORTAL_BASE_URL"] == "http://127.0.0.1:8000"
     assert env["PATH"] == "/usr/bin"
 

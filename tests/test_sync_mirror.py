@@ -121,7 +121,7 @@ def test_a_sync_that_cannot_reach_the_mirror_fails_and_keeps_what_is_pending(mir
     for args in [(), ("--check",)]:
         with pytest.raises(CommandError, match="cannot be read: Could not connect"):
             run(*args)
-    with pytest.raises(CommandError, match="1 item.s. could not be written; they stay pending"):
+    with pytest.raises(CommandError, match=r"1 item\(s\) could not be written; they stay pending"):
         run("--pending")
     assert "Could not connect" in MirrorPending.objects.get().error
 

@@ -7,7 +7,9 @@ import pytest
 from accounts.charts import HEIGHT, WIDTH, ZERO_MARK, bar_chart, nice_ceiling
 
 
-@pytest.mark.parametrize("value, top", [(0, 1), (1, 1), (2, 2), (3, 5), (7, 10), (10, 10), (11, 20), (64, 100), (1234, 2000)])
+@pytest.mark.parametrize(
+    "value, top", [(0, 1), (1, 1), (2, 2), (3, 5), (7, 10), (10, 10), (11, 20), (64, 100), (1234, 2000)]
+)
 def test_the_scale_rounds_up_to_1_2_or_5_times_a_power_of_ten(value, top):
     assert nice_ceiling(value) == top
 

@@ -9,114 +9,224 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Product',
+            name="Product",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveBigIntegerField(default=0, editable=False)),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('active', models.BooleanField(default=True)),
-                ('cost_per_call', models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.PositiveBigIntegerField(default=0, editable=False)),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "cost_per_call",
+                    models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)]),
+                ),
             ],
             options={
-                'ordering': ['slug'],
+                "ordering": ["slug"],
             },
         ),
         migrations.CreateModel(
-            name='ProductApi',
+            name="ProductApi",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('api_id', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_-]+$', 'Letters, digits, _ and - only.')], verbose_name='API Gateway API id')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='apis', to='ledger.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "api_id",
+                    models.CharField(
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator("^[A-Za-z0-9_-]+$", "Letters, digits, _ and - only.")
+                        ],
+                        verbose_name="API Gateway API id",
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="apis", to="ledger.product"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API id',
+                "verbose_name": "API id",
             },
         ),
         migrations.CreateModel(
-            name='ProductSku',
+            name="ProductSku",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sku', models.CharField(max_length=128, unique=True, verbose_name='store SKU')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='skus', to='ledger.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sku", models.CharField(max_length=128, unique=True, verbose_name="store SKU")),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="skus", to="ledger.product"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'SKU',
+                "verbose_name": "SKU",
             },
         ),
         migrations.CreateModel(
-            name='Purchase',
+            name="Purchase",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('zapier', 'Zapier')], max_length=16)),
-                ('order_id', models.CharField(max_length=128)),
-                ('line_id', models.CharField(blank=True, default='', max_length=128)),
-                ('email', models.EmailField(max_length=254)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('product_ref', models.CharField(max_length=128, verbose_name='product as sent')),
-                ('quantity', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
-                ('status', models.CharField(choices=[('applied', 'Applied'), ('unmatched', 'Unmatched product')], max_length=16)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('received', models.DateTimeField(default=django.utils.timezone.now)),
-                ('applied', models.DateTimeField(blank=True, null=True)),
-                ('customer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='purchases', to='accounts.customer')),
-                ('product', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='purchases', to='ledger.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source", models.CharField(choices=[("zapier", "Zapier")], max_length=16)),
+                ("order_id", models.CharField(max_length=128)),
+                ("line_id", models.CharField(blank=True, default="", max_length=128)),
+                ("email", models.EmailField(max_length=254)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("product_ref", models.CharField(max_length=128, verbose_name="product as sent")),
+                ("quantity", models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("applied", "Applied"), ("unmatched", "Unmatched product")], max_length=16
+                    ),
+                ),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                ("received", models.DateTimeField(default=django.utils.timezone.now)),
+                ("applied", models.DateTimeField(blank=True, null=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="purchases",
+                        to="accounts.customer",
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="purchases",
+                        to="ledger.product",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.BigIntegerField(help_text='Signed number of credits.')),
-                ('kind', models.CharField(choices=[('purchase', 'Purchase'), ('adjustment', 'Adjustment'), ('usage', 'Usage'), ('refund', 'Refund')], max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='accounts.customer')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='ledger.product')),
-                ('purchase', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='ledger.purchase')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("amount", models.BigIntegerField(help_text="Signed number of credits.")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("purchase", "Purchase"),
+                            ("adjustment", "Adjustment"),
+                            ("usage", "Usage"),
+                            ("refund", "Refund"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("created", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ledger_entries",
+                        to="accounts.customer",
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="ledger_entries", to="ledger.product"
+                    ),
+                ),
+                (
+                    "purchase",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="ledger.purchase",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-created', '-id'],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Balance',
+            name="Balance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('granted', models.BigIntegerField(default=0)),
-                ('used', models.BigIntegerField(default=0)),
-                ('remaining', models.GeneratedField(db_persist=True, expression=django.db.models.expressions.CombinedExpression(models.F('granted'), '-', models.F('used')), output_field=models.BigIntegerField())),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('version', models.PositiveBigIntegerField(default=0, editable=False)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='balances', to='accounts.customer')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='balances', to='ledger.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("granted", models.BigIntegerField(default=0)),
+                ("used", models.BigIntegerField(default=0)),
+                (
+                    "remaining",
+                    models.GeneratedField(
+                        db_persist=True,
+                        expression=django.db.models.expressions.CombinedExpression(
+                            models.F("granted"), "-", models.F("used")
+                        ),
+                        output_field=models.BigIntegerField(),
+                    ),
+                ),
+                ("updated", models.DateTimeField(auto_now=True)),
+                ("version", models.PositiveBigIntegerField(default=0, editable=False)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="balances", to="accounts.customer"
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="balances", to="ledger.product"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('customer', 'product'), name='balance_once_per_customer_product'), models.CheckConstraint(condition=models.Q(('used__gte', 0)), name='balance_used_not_negative')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("customer", "product"), name="balance_once_per_customer_product"),
+                    models.CheckConstraint(condition=models.Q(("used__gte", 0)), name="balance_used_not_negative"),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='purchase',
-            index=models.Index(fields=['status', '-received'], name='ledger_purc_status_b1e606_idx'),
+            model_name="purchase",
+            index=models.Index(fields=["status", "-received"], name="ledger_purc_status_b1e606_idx"),
         ),
         migrations.AddConstraint(
-            model_name='purchase',
-            constraint=models.UniqueConstraint(fields=('source', 'order_id', 'line_id'), name='purchase_once_per_order_line'),
+            model_name="purchase",
+            constraint=models.UniqueConstraint(
+                fields=("source", "order_id", "line_id"), name="purchase_once_per_order_line"
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(fields=['customer', 'product', '-created'], name='ledger_ledg_custome_f00de4_idx'),
+            model_name="ledgerentry",
+            index=models.Index(fields=["customer", "product", "-created"], name="ledger_ledg_custome_f00de4_idx"),
         ),
     ]

@@ -4,30 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0002_ledger_append_only'),
+        ("ledger", "0002_ledger_append_only"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='balance',
-            name='low_balance_notified',
+            model_name="balance",
+            name="low_balance_notified",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='email_error',
+            model_name="purchase",
+            name="email_error",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='email_status',
-            field=models.CharField(choices=[('pending', 'Not sent yet'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=16),
+            model_name="purchase",
+            name="email_status",
+            field=models.CharField(
+                choices=[("pending", "Not sent yet"), ("sent", "Sent"), ("failed", "Failed")],
+                default="pending",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='emailed',
+            model_name="purchase",
+            name="emailed",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0003_purchase_email_and_low_balance'),
+        ("ledger", "0003_purchase_email_and_low_balance"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='purchase',
-            name='created_customer',
+            model_name="purchase",
+            name="created_customer",
             field=models.BooleanField(default=False, editable=False),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='remaining_after',
+            model_name="purchase",
+            name="remaining_after",
             field=models.BigIntegerField(blank=True, editable=False, null=True),
         ),
     ]

@@ -5,26 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0004_purchases_welcome_and_remaining'),
+        ("ledger", "0004_purchases_welcome_and_remaining"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MirrorPending',
+            name="MirrorPending",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('item_pk', models.CharField(max_length=200, verbose_name='item pk')),
-                ('item_sk', models.CharField(max_length=200, verbose_name='item sk')),
-                ('error', models.TextField(blank=True)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("item_pk", models.CharField(max_length=200, verbose_name="item pk")),
+                ("item_sk", models.CharField(max_length=200, verbose_name="item sk")),
+                ("error", models.TextField(blank=True)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'pending mirror write',
-                'ordering': ['created'],
-                'constraints': [models.UniqueConstraint(fields=('item_pk', 'item_sk'), name='mirror_pending_once_per_item')],
+                "verbose_name": "pending mirror write",
+                "ordering": ["created"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("item_pk", "item_sk"), name="mirror_pending_once_per_item")
+                ],
             },
         ),
     ]

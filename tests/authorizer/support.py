@@ -149,4 +149,4 @@ class RequestCounter:
         target = request.headers.get("X-Amz-Target", "")
         target = target.decode() if isinstance(target, bytes) else target
         self.operations.append(target.rsplit(".", 1)[-1])
-        return None  # None: botocore sends the request as usual
+        return  # None: botocore sends the request as usual

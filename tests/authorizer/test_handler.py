@@ -185,7 +185,7 @@ def test_a_missing_or_bad_token_is_unauthorized_and_never_reaches_dynamodb(
 
 
 def test_a_token_signed_with_our_key_for_its_kid_but_a_tampered_payload_is_unauthorized(authorizer, alice_weather):
-    header, payload, signature = alice_token(scope="maps").split(".")
+    header, _payload, signature = alice_token(scope="maps").split(".")
     _, other_payload, _ = alice_token(scope="weather").split(".")
     assert answer(authorizer, "rest_request", f"{header}.{other_payload}.{signature}") == "401"
     assert alice_weather.used("cus_alice", "weather") == 0
@@ -195,7 +195,7 @@ def test_a_token_signed_with_our_key_for_its_kid_but_a_tampered_payload_is_unaut
 def test_the_authorization_header_needs_the_bearer_scheme(authorizer, alice_weather, scheme):
     event = load_event("rest_request", token=None, api_id=WEATHER_API)
     event["headers"]["Authorization"] = f"{scheme} {alice_token()}".strip()
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.lambda_handler(event, None)
 
 
@@ -210,7 +210,7 @@ def test_two_different_authorization_headers_are_refused(authorizer, alice_weath
     event["multiValueHeaders"]["Authorization"].append(
         f"Bearer {mint(sub='cus_bob', client_id='cli_bob', ver=1, scope='weather')}"
     )
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.lambda_handler(event, None)
     assert alice_weather.used("cus_alice", "weather") == 0
 
@@ -228,7 +228,7 @@ def test_the_token_can_come_in_a_header_of_our_choosing(authorizer, alice_weathe
 def test_the_token_can_come_in_a_query_parameter_when_configured(authorizer, alice_weather, monkeypatch):
     event = load_event("rest_request", token=None, api_id=WEATHER_API)
     event["queryStringParameters"]["access_token"] = alice_token()
-    with pytest.raises(Exception, match="^Unauthorized$"):  # not configured: not looked at
+    with pytest.raises(Exception, match=r"^Unauthorized$"):  # not configured: not looked at
         authorizer.lambda_handler(event, None)
     monkeypatch.setenv("AUTHORIZER_TOKEN_QUERY", "access_token")
     authorizer.reset()
@@ -315,7 +315,7 @@ def test_a_table_that_does_not_exist_denies_with_internal_error(authorizer, alic
 
 def test_something_that_is_not_an_authorizer_event_is_unauthorized(authorizer):
     for event in [{}, {"type": "SOMETHING"}, None, {"version": "1.0"}]:
-        with pytest.raises(Exception, match="^Unauthorized$"):
+        with pytest.raises(Exception, match=r"^Unauthorized$"):
             authorizer.lambda_handler(event, None)
 
 

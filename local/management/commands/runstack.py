@@ -191,8 +191,19 @@ class Command(BaseCommand):
         )
         gateway = self._child(
             "gateway",
-            [python, "-m", "local.gateway", "--host", host, "--port", str(ports["gateway"])]
-            + ["--api-id", PRODUCT_API_ID, "--stage", STAGE],
+            [
+                python,
+                "-m",
+                "local.gateway",
+                "--host",
+                host,
+                "--port",
+                str(ports["gateway"]),
+                "--api-id",
+                PRODUCT_API_ID,
+                "--stage",
+                STAGE,
+            ],
             env=gateway_environ(os.environ, authorizer_settings()),
         )
         wait_until_answering(f"{self.django_url}/api/health/", django, timeout=90)
