@@ -1,4 +1,4 @@
-"""Access-token verification (the contract: README, "The gate").
+"""Access-token verification (the contract: docs/api.md, "The token"; docs/architecture.md, "The decision").
 
 An RFC 9068-style JWT (JWS compact serialization), verified with
 `cryptography` directly: the gate needs one pinned algorithm (ES256 or RS256)

@@ -206,7 +206,7 @@ LOW_BALANCE_FRACTION = float(os.getenv("LOW_BALANCE_FRACTION", "0.1"))
 STORE_URL = os.getenv("STORE_URL", PORTAL_BASE_URL)
 
 # --- Access tokens: POST /api/token/, /.well-known/jwks.json, the balance API ---
-# The contract (header, claims, checks) is in accounts/tokens.py and README "API access".
+# The contract (header, claims, checks) is in accounts/tokens.py and docs/api.md.
 # simplejwt reads SIMPLE_JWT; accounts/keys.py turns its keys into a keyring.
 
 

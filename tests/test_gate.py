@@ -18,7 +18,7 @@ WEATHER_API, MAPS_API = "wthr000001", "maps000001"
 
 
 def token_for(customer, scope: str = "weather", credential=None) -> str:
-    """What POST /api/token/ would give this customer's credential (contract in README, "The gate")."""
+    """What POST /api/token/ would give this customer's credential (contract in docs/api.md, "The token")."""
     credential = credential or customer.credential
     credential.refresh_from_db()
     return mint(sub=customer.public_id, client_id=credential.client_id, ver=credential.secret_version, scope=scope)

@@ -219,7 +219,7 @@ class Command(BaseCommand):
         rule = "=" * 100
         lines = [
             rule,
-            'CreditPortal is running locally. Ctrl-C stops everything. Walkthrough: README.md, "Try the whole thing locally".',
+            "CreditPortal is running locally. Ctrl-C stops everything. Walkthrough: docs/walkthrough.md.",
             "",
             f"  portal    {self.django_url}/account/   demo customer {demo.customer_email} / {demo.customer_password}",
             f"  admin     {self.django_url}/admin/     demo staff {demo.staff_email} / {demo.staff_password}",
