@@ -9,6 +9,9 @@ from django.utils import timezone
 
 from accounts.models import Credential, Customer, User, normalize_email
 
+# Active (unrevoked) credentials a customer may have at once.
+MAX_ACTIVE_CREDENTIALS = 5
+
 
 @transaction.atomic
 def customer_suspend(*, customer: Customer) -> Customer:
@@ -27,7 +30,19 @@ def customer_reactivate(*, customer: Customer) -> Customer:
 
 @transaction.atomic
 def credential_create(*, customer: Customer) -> tuple[Credential, str]:
-    """A new credential for `customer`, and its secret: the only time the secret is seen."""
+    """A new credential for `customer`, and its secret: the only time the secret is seen.
+
+    At most MAX_ACTIVE_CREDENTIALS are active at once. They are counted under the
+    customer's row lock, so concurrent requests take turns: each counts what the
+    one before it committed, and none can slip in between a count and an insert.
+    """
+    Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True).get()
+    active = Credential.objects.filter(customer_id=customer.pk, revoked_at__isnull=True).count()
+    if active >= MAX_ACTIVE_CREDENTIALS:
+        raise ValidationError(
+            f"{active} credentials are active already, the most there can be; revoke one before adding another.",
+            code="too_many_credentials",
+        )
     credential = Credential(customer=customer)
     secret = credential.set_secret()
     credential.save()

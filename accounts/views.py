@@ -26,7 +26,6 @@ from accounts.models import Credential, Customer
 
 # Where a just-made secret waits for the one page view that shows it.
 NEW_SECRET_SESSION_KEY = "portal_new_secret"
-MAX_ACTIVE_CREDENTIALS = 5
 RECENT_PURCHASES = 10
 USAGE_DAYS = 30
 
@@ -83,7 +82,7 @@ def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
             "read_at": timezone.now(),
             "usage_days": USAGE_DAYS,
             "credentials": credentials,
-            "can_add_credential": len(active) < MAX_ACTIVE_CREDENTIALS,
+            "can_add_credential": len(active) < services.MAX_ACTIVE_CREDENTIALS,
             "example_client_id": active[0].client_id if active else "YOUR_CLIENT_ID",
             "token_url": f"{settings.PORTAL_BASE_URL}/api/token/",
             "purchases": selectors.purchase_list_recent(customer=customer, limit=RECENT_PURCHASES),
@@ -141,12 +140,12 @@ def credential_revoke(request: HttpRequest, customer: Customer, client_id: str) 
 @customer_required
 @require_POST
 def credential_add(request: HttpRequest, customer: Customer) -> HttpResponse:
-    """A new client id and secret, e.g. after revoking the last one."""
-    active = sum(1 for c in selectors.credential_list(customer=customer) if not c.is_revoked)
-    if active >= MAX_ACTIVE_CREDENTIALS:
-        messages.error(request, f"You already have {active} active credentials; revoke one before adding another.")
+    """A new client id and secret, e.g. after revoking the last one (the service enforces the limit)."""
+    try:
+        credential, secret = services.credential_create(customer=customer)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
         return redirect("account_dashboard")
-    credential, secret = services.credential_create(customer=customer)
     request.session[NEW_SECRET_SESSION_KEY] = {"client_id": credential.client_id, "secret": secret, "rotated": False}
     return redirect("account_dashboard")
 

@@ -10,7 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Credential, Customer, User
-from accounts.views import MAX_ACTIVE_CREDENTIALS, NEW_SECRET_SESSION_KEY
+from accounts.services import MAX_ACTIVE_CREDENTIALS
+from accounts.views import NEW_SECRET_SESSION_KEY
 from ledger.services import usage_record
 
 DASHBOARD = reverse("account_dashboard")
