@@ -47,6 +47,16 @@ CREDS = "creds"
 VERSION = "version"
 PRODUCT = "product"
 
+# Key shapes.
+CUSTOMER_PREFIX = "CUSTOMER#"  # balance item pk: CUSTOMER#<customer public id>
+PRODUCT_PREFIX = "PRODUCT#"  # balance item sk: PRODUCT#<product slug>
+API_PREFIX = "API#"  # route item pk: API#<api id>
+ROUTE_SK = "ROUTE"  # route item sk
+
+# What Django owns and writes, in this order (everything but `used`, which is the authorizer's).
+BALANCE_OWNED = (GRANTED, COST, CEILING, ACTIVE, PRODUCT_ACTIVE, CREDS, VERSION)
+ROUTE_OWNED = (PRODUCT, VERSION)
+
 TABLE_DEFINITION = {
     "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
     "AttributeDefinitions": [{"AttributeName": PK, "AttributeType": "S"}, {"AttributeName": SK, "AttributeType": "S"}],
@@ -55,8 +65,8 @@ TABLE_DEFINITION = {
 
 
 def balance_key(customer_id: str, product: str) -> dict:
-    return {PK: {"S": f"CUSTOMER#{customer_id}"}, SK: {"S": f"PRODUCT#{product}"}}
+    return {PK: {"S": f"{CUSTOMER_PREFIX}{customer_id}"}, SK: {"S": f"{PRODUCT_PREFIX}{product}"}}
 
 
 def route_key(api_id: str) -> dict:
-    return {PK: {"S": f"API#{api_id}"}, SK: {"S": "ROUTE"}}
+    return {PK: {"S": f"{API_PREFIX}{api_id}"}, SK: {"S": ROUTE_SK}}

@@ -140,7 +140,7 @@ def populate(items: int) -> None:
 
 def expected_items() -> list[dict]:
     """The items sync_mirror would write: balance_values plus key and `used`, built the same way."""
-    from ledger.mirror import balance_key, balance_values, balances_for_mirror
+    from ledger.mirror.items import balance_key, balance_values, balances_for_mirror
 
     return [
         balance_key(b) | balance_values(b) | {"used": {"N": str(b.used)}}
@@ -184,7 +184,7 @@ def main(items: int, database_url: str) -> None:
         from django.conf import settings
 
         from authorizer import mirror
-        from ledger.mirror import mirror_client, mirror_reader, scan
+        from ledger.mirror.client import mirror_client, mirror_reader, scan
 
         t0 = time.perf_counter()
         populate(items)

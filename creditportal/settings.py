@@ -254,7 +254,7 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware"
 )
 
-# --- The gate: the DynamoDB mirror (ledger/mirror.py) ------------------------
+# --- The gate: the DynamoDB mirror (ledger/mirror/) ------------------------
 
 # Off: Django writes nothing to DynamoDB (a demo without AWS or moto).
 MIRROR_ENABLED = envbool("MIRROR_ENABLED", "true")

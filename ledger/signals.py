@@ -1,6 +1,6 @@
 """Keep the gate's mirror in step: every change the gate can see schedules a
 mirror write for after the transaction commits. Handlers do only that; the
-writes (ledger/mirror.py) read Postgres afresh when they run, so a rolled-back
+writes (ledger/mirror/) read Postgres afresh when they run, so a rolled-back
 change writes nothing and the last commit's state is what lands.
 
 A transaction's writes are merged: a first purchase saves a user, a customer, a
@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import Credential, Customer
-from ledger.mirror import mirror_balances_write, mirror_routes_write
+from ledger.mirror.pending import mirror_balances_write, mirror_routes_write
 from ledger.models import Balance, Product, ProductApi
 
 log = logging.getLogger(__name__)

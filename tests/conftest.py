@@ -235,7 +235,8 @@ def authorizer(monkeypatch):
 def mirror(mirror_table, settings):
     """Read the gate's mirror as plain values: `mirror.balance(customer, product)`, `mirror.route(api_id)`."""
     from authorizer import mirror as items
-    from ledger.mirror import mirror_client, plain
+    from ledger.mirror.client import mirror_client
+    from ledger.mirror.items import plain
 
     class Mirror:
         table = mirror_table
@@ -301,7 +302,7 @@ def committed(django_capture_on_commit_callbacks):
 @pytest.fixture
 def gate(mirror, authorizer, products, committed):
     """Products routed in the mirror (as `product_upsert` leaves them), and the authorizer configured."""
-    from ledger.mirror import mirror_routes_write
+    from ledger.mirror.pending import mirror_routes_write
 
     mirror_routes_write(product_ids=[p.pk for p in products.values()])
     return authorizer

@@ -5,7 +5,7 @@ import io
 from django.core.management import call_command
 
 from authorizer.mirror import TABLE_DEFINITION
-from ledger.mirror import mirror_client
+from ledger.mirror.client import mirror_client
 
 
 def test_it_creates_the_table_and_a_second_run_changes_nothing(aws, settings):

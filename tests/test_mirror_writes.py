@@ -12,7 +12,9 @@ from moto.server import ThreadedMotoServer
 
 from accounts.models import Customer
 from accounts.services import credential_create, credential_revoke, credential_rotate, customer_suspend
-from ledger.mirror import balance_write, balances_for_mirror, mirror_client
+from ledger.mirror.client import mirror_client
+from ledger.mirror.items import balances_for_mirror
+from ledger.mirror.writes import balance_write
 from ledger.models import Balance, LedgerEntry, MirrorPending, ProductApi
 from ledger.services import credits_adjust, credits_grant, product_upsert
 from tests.authorizer.support import RequestCounter
@@ -242,7 +244,7 @@ def test_a_write_of_an_older_read_leaves_a_failure_recorded_since_pending(
 ):
     from django.utils import timezone
 
-    from ledger.mirror import _balance_jobs, _run
+    from ledger.mirror.pending import balance_jobs, writes_run_remembered
 
     with django_capture_on_commit_callbacks(execute=True):
         credits_grant(customer=alice, product=products["weather"], amount=10)
@@ -251,8 +253,8 @@ def test_a_write_of_an_older_read_leaves_a_failure_recorded_since_pending(
     key = {"item_pk": f"CUSTOMER#{alice.public_id}", "item_sk": "PRODUCT#weather"}
     MirrorPending.objects.create(**key, error="the write of a newer state failed meanwhile")
 
-    _run(_balance_jobs(mirror_client(), balances, force=True), read_at=read_at)
+    writes_run_remembered(balance_jobs(mirror_client(), balances, force=True), read_at=read_at)
     assert MirrorPending.objects.filter(**key).exists()  # what this run wrote was read before that failure
 
-    _run(_balance_jobs(mirror_client(), balances, force=True), read_at=timezone.now())
+    writes_run_remembered(balance_jobs(mirror_client(), balances, force=True), read_at=timezone.now())
     assert not MirrorPending.objects.exists()

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from authorizer import mirror as items
-from ledger.mirror import mirror_client
+from ledger.mirror.client import mirror_client
 from ledger.models import MirrorPending
 from ledger.services import credits_grant
 
@@ -168,7 +168,7 @@ def test_a_current_item_loses_its_pending_row(mirror, balances, alice, products)
 
 
 def test_create_leaves_an_item_that_appeared_meanwhile_to_the_versioned_write(mirror, balances, alice, products):
-    from ledger.mirror import balance_create, balance_write
+    from ledger.mirror.writes import balance_create, balance_write
     from ledger.models import Balance
 
     balance = Balance.objects.select_related("customer", "product").get(customer=alice, product=products["maps"])

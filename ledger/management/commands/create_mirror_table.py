@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from authorizer.mirror import TABLE_DEFINITION
-from ledger.mirror import mirror_client
+from ledger.mirror.client import mirror_client
 
 
 class Command(BaseCommand):

@@ -2,7 +2,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from ledger.mirror import WriteReport, mirror_drift, mirror_full_write, mirror_pending_retry
+from ledger.mirror.pending import mirror_pending_retry
+from ledger.mirror.sync import mirror_drift, mirror_full_write
+from ledger.mirror.writes import WriteReport
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ledger.mirror import mirror_pending_retry, mirror_usage_pull
+from ledger.mirror.pending import mirror_pending_retry
+from ledger.usage import mirror_usage_pull
 
 
 class Command(BaseCommand):

@@ -1,0 +1,13 @@
+"""The gate's DynamoDB mirror, kept in step with Postgres (the item contract is authorizer/mirror.py).
+
+Postgres is the truth; each write rebuilds items from a fresh read of it, after
+the transaction that changed them has committed. One job per module:
+
+* `client.py`  - the boto3 clients, built from settings when first needed
+* `items.py`   - what Django writes for a balance or a route, built from rows
+* `writes.py`  - the conditional writes, and running many of them in parallel
+* `pending.py` - the writes after commit, and the failed ones kept for a retry
+* `sync.py`    - `sync_mirror`: every item rewritten where it differs, and `--check`'s drift
+
+Usage flows the other way (mirror -> ledger) in ledger/usage.py.
+"""

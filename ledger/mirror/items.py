@@ -1,0 +1,113 @@
+"""What Django writes to the mirror, built from Postgres rows: a balance item per (customer, product)
+and a route item per API id.
+
+The contract (attribute names, key shapes, which attributes Django owns, the table) is
+authorizer/mirror.py, which the authorizer reads too; this module only fills it in from rows.
+Values are converted between plain Python and DynamoDB's typed form by boto3's own
+TypeSerializer and TypeDeserializer (numbers come back as ints: the mirror holds no fractions).
+"""
+
+import functools
+from decimal import Decimal
+
+from django.db.models import Prefetch, QuerySet
+
+from accounts.models import Credential
+from authorizer import mirror as m
+from ledger.models import Balance, Product
+
+Key = tuple[str, str]  # (pk, sk) of an item, as plain strings
+
+
+@functools.cache
+def _codec():
+    # boto3 is loaded when the mirror is first used, not when Django starts.
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
+
+
+def typed(value) -> dict:
+    """A plain value (int, bool, str, dict of those) in DynamoDB's typed form, as botocore takes it."""
+    return _codec()[0].serialize(value)
+
+
+def _ints(value):
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    return value
+
+
+def plain(value: dict):
+    """A typed DynamoDB value as plain Python."""
+    return _ints(_codec()[1].deserialize(value))
+
+
+def key_of(item: dict) -> Key:
+    """The (pk, sk) of a typed item or key."""
+    return item[m.PK]["S"], item[m.SK]["S"]
+
+
+def balance_ref(key: Key) -> tuple[str, str] | None:
+    """(customer public id, product slug) of a balance item's key; None for any other item."""
+    pk, sk = key
+    if pk.startswith(m.CUSTOMER_PREFIX) and sk.startswith(m.PRODUCT_PREFIX):
+        return pk.removeprefix(m.CUSTOMER_PREFIX), sk.removeprefix(m.PRODUCT_PREFIX)
+    return None
+
+
+def route_ref(key: Key) -> str | None:
+    """The API id of a route item's key; None for any other item."""
+    pk, sk = key
+    return pk.removeprefix(m.API_PREFIX) if pk.startswith(m.API_PREFIX) and sk == m.ROUTE_SK else None
+
+
+# --- Balance items -----------------------------------------------------------
+
+
+def balances_for_mirror(queryset: QuerySet[Balance] | None = None) -> QuerySet[Balance]:
+    """Balances with everything their items need: one query, plus one for the customers' live credentials."""
+    live = Credential.objects.filter(revoked_at__isnull=True).order_by("pk")
+    queryset = Balance.objects.all() if queryset is None else queryset
+    return queryset.select_related("customer", "product").prefetch_related(
+        Prefetch("customer__credentials", queryset=live, to_attr="live_credentials")
+    )
+
+
+def balance_key(balance: Balance) -> dict:
+    return m.balance_key(balance.customer.public_id, balance.product.slug)
+
+
+def balance_owned(balance: Balance) -> dict:
+    """The attributes Django owns on the balance's item (m.BALANCE_OWNED), as plain values."""
+    customer, product = balance.customer, balance.product
+    cost = product.cost_per_call
+    return {
+        m.GRANTED: balance.granted,
+        m.COST: cost,
+        m.CEILING: balance.granted - cost,
+        m.ACTIVE: customer.is_active,
+        m.PRODUCT_ACTIVE: product.active,
+        m.CREDS: {c.client_id: c.secret_version for c in customer.live_credentials},
+        m.VERSION: balance.version + customer.version + product.version,
+    }
+
+
+def balance_values(balance: Balance) -> dict:
+    """The attributes Django owns on the balance's item, typed for botocore."""
+    return {attr: typed(value) for attr, value in balance_owned(balance).items()}
+
+
+# --- Route items -------------------------------------------------------------
+
+
+def route_owned(product: Product) -> dict:
+    """The attributes of a route item to `product` (m.ROUTE_OWNED), as plain values."""
+    return {m.PRODUCT: product.slug, m.VERSION: product.version}
+
+
+def route_item(api_id: str, product: Product) -> dict:
+    """The whole route item of `api_id`, typed for botocore."""
+    return m.route_key(api_id) | {attr: typed(value) for attr, value in route_owned(product).items()}

@@ -1,0 +1,136 @@
+"""`sync_mirror`: the whole mirror brought to what Postgres holds, and `--check`'s drift report.
+
+Both read the mirror with one consistent scan (a client with a long read timeout:
+a 1 MB page takes long to answer) and Postgres 500 balances at a time.
+"""
+
+import functools
+
+from django.utils import timezone
+
+from authorizer import mirror as m
+from ledger.mirror.client import mirror_client, mirror_reader, scan
+from ledger.mirror.items import Key, balance_key, balance_owned, balances_for_mirror, key_of, plain, route_owned
+from ledger.mirror.pending import route_jobs, writes_run_remembered
+from ledger.mirror.writes import WriteReport, balance_create, balance_write
+from ledger.models import Balance, MirrorPending, ProductApi
+
+CHUNK = 500
+
+
+def _mirror_state(client, progress=None) -> dict[Key, tuple]:
+    """What the mirror holds of what Django owns, from one consistent scan: {key: values}.
+
+    Balance items map to their m.BALANCE_OWNED values in order, route items to
+    their m.ROUTE_OWNED values; plain values, so they compare with what Postgres says.
+    """
+    attrs = (m.PK, m.SK, *m.BALANCE_OWNED, m.PRODUCT)
+    names = {f"#a{i}": attr for i, attr in enumerate(attrs)}
+    state: dict[Key, tuple] = {}
+    for item in scan(
+        client, ConsistentRead=True, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names
+    ):
+        key = key_of(item)
+        owned = m.ROUTE_OWNED if key[0].startswith(m.API_PREFIX) else m.BALANCE_OWNED
+        state[key] = tuple(plain(item[attr]) if attr in item else None for attr in owned)
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    return state
+
+
+def _in_order(values: dict, attrs: tuple[str, ...]) -> tuple:
+    return tuple(values[attr] for attr in attrs)
+
+
+def mirror_full_write(progress_factory=None) -> WriteReport:
+    """Bring every item to what Postgres holds (repairing drift), delete routes no product has; never touches `used`.
+
+    One consistent scan reads the mirror, then only the items that differ are
+    written (writes are what cost: one request each, as each is conditional):
+    a missing balance item is created (balance_create), a different one
+    rewritten at its version or a newer one (balance_write with force), never
+    an older state. Postgres is read 500 balances at a time, in a fixed number
+    of queries per chunk.
+    `progress_factory(total, desc)`: a progress bar (total None: not known).
+    """
+    client = mirror_client()
+    read_at = timezone.now()
+    pending = set(MirrorPending.objects.values_list("item_pk", "item_sk"))
+    state = _mirror_state(mirror_reader(), progress_factory(None, "read the mirror") if progress_factory else None)
+    balances = balances_for_mirror().order_by("pk")
+    routes = {row.api_id: row.product for row in ProductApi.objects.select_related("product")}
+    stale_routes = {pk.removeprefix(m.API_PREFIX) for pk, sk in state if pk.startswith(m.API_PREFIX)} - routes.keys()
+    total = balances.count() + len(routes) + len(stale_routes)
+    progress = progress_factory(total, "sync_mirror") if progress_factory else None
+    report = WriteReport()
+
+    def write(chunk: list[Balance]) -> WriteReport:
+        jobs, current = [], []
+        for balance in chunk:
+            key = key_of(balance_key(balance))
+            have = state.get(key)
+            if have is None:
+                jobs.append((key, functools.partial(balance_create, client, balance)))
+            elif have == _in_order(balance_owned(balance), m.BALANCE_OWNED):
+                current.append(key)
+            else:
+                jobs.append((key, functools.partial(balance_write, client, balance, force=True)))
+        return writes_run_remembered(jobs, read_at=read_at, progress=progress, current=current, pending=pending)
+
+    chunk: list[Balance] = []
+    for balance in balances.iterator(chunk_size=CHUNK):
+        chunk.append(balance)
+        if len(chunk) == CHUNK:
+            report += write(chunk)
+            chunk = []
+    report += write(chunk)
+    differ = {
+        api_id
+        for api_id, product in routes.items()
+        if state.get(key_of(m.route_key(api_id))) != _in_order(route_owned(product), m.ROUTE_OWNED)
+    }
+    current = [key_of(m.route_key(api_id)) for api_id in routes.keys() - differ]
+    report += writes_run_remembered(
+        route_jobs(client, differ | stale_routes), read_at=read_at, progress=progress, current=current, pending=pending
+    )
+    if progress is not None:
+        progress.close()
+    return report
+
+
+def mirror_drift() -> list[str]:
+    """How the mirror differs from Postgres: one line per difference (empty: none)."""
+    client = mirror_reader()
+    expected: dict[Key, dict] = {}
+    floors: dict[Key, int] = {}
+    for balance in balances_for_mirror().iterator(chunk_size=CHUNK):
+        key = key_of(balance_key(balance))
+        expected[key] = balance_owned(balance)
+        floors[key] = balance.used
+    for row in ProductApi.objects.select_related("product"):
+        expected[key_of(m.route_key(row.api_id))] = {m.PRODUCT: row.product.slug}
+
+    lines = []
+    seen = set()
+    for item in scan(client, ConsistentRead=True):
+        key = key_of(item)
+        seen.add(key)
+        want = expected.get(key)
+        if want is None:
+            lines.append(f"{key[0]} {key[1]}: in the mirror only (no such row in Postgres)")
+            continue
+        have = {attr: plain(value) for attr, value in item.items() if attr in want}
+        for attr, value in want.items():
+            if have.get(attr) != value:
+                lines.append(f"{key[0]} {key[1]}: {attr} is {have.get(attr)!r} in the mirror, {value!r} in Postgres")
+        if key in floors:
+            used = plain(item[m.USED]) if m.USED in item else None
+            if used is None or used < floors[key]:
+                lines.append(
+                    f"{key[0]} {key[1]}: used is {used!r} in the mirror, below the {floors[key]} recorded in Postgres"
+                )
+    for key in sorted(expected.keys() - seen):
+        lines.append(f"{key[0]} {key[1]}: missing from the mirror")
+    return lines
