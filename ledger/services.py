@@ -95,26 +95,6 @@ def credits_adjust(*, customer: Customer, product: Product, amount: int, reason:
 
 
 @transaction.atomic
-def credits_refund(*, purchase: Purchase, amount: int, reason: str, by: User) -> LedgerEntry:
-    """Take back credits of a refunded purchase (no more than were bought, and not those already spent)."""
-    if not (by and by.is_active and by.is_staff):
-        raise PermissionDenied("Only staff can refund credits.")
-    if purchase.status != Purchase.Status.APPLIED:
-        raise ValidationError("Only an applied purchase can be refunded.", code="not_applied")
-    if not 0 < amount <= purchase.quantity:
-        raise ValidationError(f"A refund takes 1 to {purchase.quantity} credits.", code="out_of_range")
-    return _entry_apply(
-        customer=purchase.customer,
-        product=purchase.product,
-        kind=LedgerEntry.Kind.REFUND,
-        amount=-amount,
-        reason=(reason or "").strip(),
-        by=by,
-        purchase=purchase,
-    )
-
-
-@transaction.atomic
 def usage_record(*, customer: Customer, product: Product, amount: int, reason: str = "") -> LedgerEntry:
     """Record `amount` credits spent at the gate (they were spent already; this is bookkeeping)."""
     if amount <= 0:
