@@ -1,3 +1,5 @@
+from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -146,13 +148,15 @@ class CustomerAdmin(admin.ModelAdmin):
             all_url,
         )
 
-    @admin.action(description="Suspend selected customers (their next call is denied)")
+    # Suspending and reactivating change the customer: staff who may only view get neither
+    # (an action without `permissions` is offered to anyone who may see the list).
+    @admin.action(description="Suspend selected customers (their next call is denied)", permissions=["change"])
     def suspend(self, request: HttpRequest, queryset) -> None:
         for customer in queryset.filter(status=Customer.Status.ACTIVE):
             customer_suspend(customer=customer)
         self.message_user(request, "Suspended.", messages.SUCCESS)
 
-    @admin.action(description="Reactivate selected customers")
+    @admin.action(description="Reactivate selected customers", permissions=["change"])
     def reactivate(self, request: HttpRequest, queryset) -> None:
         for customer in queryset.filter(status=Customer.Status.SUSPENDED):
             customer_reactivate(customer=customer)
@@ -195,3 +199,17 @@ class CustomerAdmin(admin.ModelAdmin):
             "balances": customer.balances.select_related("product").order_by("product__slug"),
         }
         return TemplateResponse(request, "admin/accounts/customer/adjust.html", context)
+
+
+# django-axes' own admin offers "Clean up expired attempts" (it deletes rows) to anyone who
+# may view the attempts, and the action fails outside a login request: axes reads the
+# request's `axes_attempt_time`, which only its login handling sets. Same admin, with both fixed.
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(AxesAccessAttemptAdmin):
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    def cleanup_expired_attempts(self, request: HttpRequest, queryset) -> None:
+        request.axes_attempt_time = None  # "expired" counts from now
+        super().cleanup_expired_attempts(request, queryset)

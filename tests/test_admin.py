@@ -194,3 +194,41 @@ def test_the_customer_page_makes_a_fixed_number_of_queries(staff_client, staff, 
     for i in range(20):
         credits_adjust(customer=customer, product=products["weather"], amount=1, reason=f"r{i}", by=staff)
     assert queries() == few
+
+
+def test_staff_suspend_and_reactivate_customers_from_the_list(staff_client, alice, bob):
+    changelist = reverse("admin:accounts_customer_changelist")
+
+    suspended = staff_client.post(
+        changelist, {"action": "suspend", "_selected_action": [alice.pk, bob.pk], "index": 0}, follow=True
+    )
+
+    assert [str(m) for m in suspended.context["messages"]] == ["Suspended."]
+    assert set(Customer.objects.values_list("status", flat=True)) == {Customer.Status.SUSPENDED}
+
+    staff_client.post(changelist, {"action": "reactivate", "_selected_action": [alice.pk], "index": 0})
+
+    assert Customer.objects.get(pk=alice.pk).status == Customer.Status.ACTIVE
+    assert Customer.objects.get(pk=bob.pk).status == Customer.Status.SUSPENDED
+
+
+def test_staff_clean_up_expired_login_attempts(staff_client):
+    """django-axes' own action failed with a 500 outside a login request (no `axes_attempt_time`)."""
+    import datetime
+
+    from axes.models import AccessAttempt
+    from django.utils import timezone
+
+    old = AccessAttempt.objects.create(username="a@example.com", ip_address="203.0.113.1", failures_since_start=5)
+    AccessAttempt.objects.filter(pk=old.pk).update(attempt_time=timezone.now() - datetime.timedelta(hours=1))
+    fresh = AccessAttempt.objects.create(username="b@example.com", ip_address="203.0.113.2", failures_since_start=5)
+
+    response = staff_client.post(
+        reverse("admin:axes_accessattempt_changelist"),
+        {"action": "cleanup_expired_attempts", "_selected_action": [old.pk, fresh.pk], "index": 0},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == ["Cleaned up 1 expired access attempts."]
+    assert list(AccessAttempt.objects.values_list("pk", flat=True)) == [fresh.pk]
