@@ -24,8 +24,6 @@ from accounts.auth import LoginForm, PasswordResetForm
 from accounts.charts import bar_chart
 from accounts.models import Credential, Customer
 
-# Where a just-made secret waits for the one page view that shows it.
-NEW_SECRET_SESSION_KEY = "portal_new_secret"
 RECENT_PURCHASES = 10
 USAGE_DAYS = 30
 
@@ -55,10 +53,18 @@ def _own_credential(customer: Customer, client_id: str) -> Credential:
     return credential
 
 
+def _secret_shown_once(request: HttpRequest, credential: Credential, secret: str, *, rotated: bool) -> HttpResponse:
+    """The answer to the POST that made `secret`: the one place it is ever shown. It is kept
+    nowhere (not in the session, not in a message): only its hash is stored. The response is
+    marked no-store (customer_required's never_cache), so no browser or proxy keeps it either."""
+    return render(
+        request, "accounts/credential_secret.html", {"credential": credential, "secret": secret, "rotated": rotated}
+    )
+
+
 @customer_required
 @require_http_methods(["GET", "HEAD"])
 def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
-    new_secret = request.session.pop(NEW_SECRET_SESSION_KEY, None)  # shown this once, then gone
     balances = list(selectors.balance_list(customer=customer))
     usage = selectors.usage_daily(customer=customer, products=[b.product for b in balances], days=USAGE_DAYS)
     credentials = list(selectors.credential_list(customer=customer))
@@ -68,7 +74,6 @@ def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
         "accounts/dashboard.html",
         {
             "customer": customer,
-            "new_secret": new_secret,
             "panels": [
                 {
                     "balance": b,
@@ -94,20 +99,15 @@ def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
 @customer_required
 @require_http_methods(["GET", "POST"])
 def credential_rotate(request: HttpRequest, customer: Customer, client_id: str) -> HttpResponse:
-    """GET asks to confirm; POST rotates and shows the new secret once on the dashboard."""
+    """GET asks to confirm; POST rotates and shows the new secret once, in its own response."""
     credential = _own_credential(customer, client_id)
     if request.method == "POST":
         try:
             secret = services.credential_rotate(credential=credential)
         except ValidationError as e:
             messages.error(request, " ".join(e.messages))
-        else:
-            request.session[NEW_SECRET_SESSION_KEY] = {
-                "client_id": credential.client_id,
-                "secret": secret,
-                "rotated": True,
-            }
-        return redirect("account_dashboard")
+            return redirect("account_dashboard")
+        return _secret_shown_once(request, credential, secret, rotated=True)
     if credential.is_revoked:
         messages.error(request, f"{credential.client_id} is revoked: it cannot be rotated.")
         return redirect("account_dashboard")
@@ -146,8 +146,7 @@ def credential_add(request: HttpRequest, customer: Customer) -> HttpResponse:
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
         return redirect("account_dashboard")
-    request.session[NEW_SECRET_SESSION_KEY] = {"client_id": credential.client_id, "secret": secret, "rotated": False}
-    return redirect("account_dashboard")
+    return _secret_shown_once(request, credential, secret, rotated=False)
 
 
 class LoginView(auth_views.LoginView):

@@ -21,3 +21,10 @@ def sync_mirror_check(event: dict | None = None, context: object = None) -> None
     function's Errors metric).
     """
     call_command("sync_mirror", "--check")
+
+
+def clear_sessions(event: dict | None = None, context: object = None) -> None:
+    """Daily: delete expired sessions (Django's `clearsessions`). Django never deletes a
+    session row by itself: without this, every login ever made stays in `django_session`
+    and in every backup of it."""
+    call_command("clearsessions")

@@ -113,18 +113,26 @@ def test_alice_logs_in_sees_her_balance_rotates_her_secret_once_and_logs_out(
     shot(page, "03-rotate-confirm")
     page.get_by_role("button", name="Rotate secret").click()
 
-    page.wait_for_url(f"{live_server.url}/account/")
+    # The POST's own answer shows the secret (it is stored nowhere, not even in the session).
+    page.get_by_role("heading", name=re.compile("New secret for")).wait_for()
     new_secret = page.get_by_test_id("new-secret").inner_text().strip()
     credential = Credential.objects.get(pk=alice.credential.pk)
     assert credential.check_secret(new_secret)
     assert not credential.check_secret(old_secret)
     assert page.get_by_text("this is the only time it is shown").is_visible()
-    shot(page, "04-dashboard-after-rotation")
+    shot(page, "04-new-secret-shown-once")
 
-    page.reload()  # shown once: gone on the next view
+    page.get_by_role("link", name="back to my credits").click()  # shown once: gone on the next view
+    page.wait_for_url(f"{live_server.url}/account/")
     assert page.get_by_test_id("new-secret").count() == 0
     assert new_secret not in page.content()
     assert f"…{new_secret[-4:]}" in page.content()
+    from playwright.sync_api import Error as PlaywrightError
+
+    with pytest.raises(PlaywrightError, match="ERR_CACHE_MISS"):
+        page.go_back()  # the answer was no-store: Chromium has no copy of it to show again
+    assert new_secret not in page.content()
+    page.goto(f"{live_server.url}/account/")
 
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "05-dashboard-phone")

@@ -32,10 +32,12 @@ def stage_events(stage: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("stage", ["dev", "production"])
-def test_usage_syncs_every_minute_and_the_mirror_is_checked_daily(stage):
+def test_usage_syncs_every_minute_the_mirror_is_checked_and_sessions_cleared_daily(stage):
     schedule = {event["function"]: event["expression"] for event in stage_events(stage)}
     assert schedule.pop("creditportal.scheduled.sync_usage") == "rate(1 minute)"
-    assert re.fullmatch(r"cron\(\d+ \d+ \* \* \? \*\)", schedule.pop("creditportal.scheduled.sync_mirror_check"))
+    daily = re.compile(r"cron\(\d+ \d+ \* \* \? \*\)")
+    assert daily.fullmatch(schedule.pop("creditportal.scheduled.sync_mirror_check"))
+    assert daily.fullmatch(schedule.pop("creditportal.scheduled.clear_sessions"))
     assert schedule == {}
 
 
@@ -78,3 +80,20 @@ def test_the_daily_check_fails_the_invocation_on_drift_and_passes_without(
     with pytest.raises(CommandError, match="differs from Postgres"):
         scheduled.sync_mirror_check(EVENT, None)  # a Lambda error: the alarm's signal
     assert mirror.balance(alice, weather)["granted"] == 10  # a check only compares
+
+
+def test_the_daily_clear_deletes_expired_sessions_and_keeps_live_ones(alice, bob):
+    import datetime
+
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+    from django.utils import timezone
+
+    for customer in (alice, bob):
+        Client().force_login(customer.user)
+    [expired, live] = Session.objects.order_by("expire_date")
+    Session.objects.filter(pk=expired.pk).update(expire_date=timezone.now() - datetime.timedelta(seconds=1))
+
+    scheduled.clear_sessions(EVENT, None)
+
+    assert list(Session.objects.values_list("pk", flat=True)) == [live.pk]
