@@ -339,3 +339,24 @@ def fast_password_hashing(settings):
     """Passwords hashed with a cheap hasher (Django's PBKDF2 takes a third of a second here per user).
     Still a real hash and a real check: for tests that make many users and test no password storage."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- IAM, as deploy/template.yaml grants it (issue 12) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def iam_moto(tmp_path_factory):
+    """A second moto server, in its own process, that enforces IAM (tests/iam.py)."""
+    from tests.iam import IamMoto
+
+    server = IamMoto(tmp_path_factory.mktemp("iam-moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def iam_stack(iam_moto):
+    """deploy/template.yaml's dev stack on that server: its resources, and a user per role (tests/iam.py)."""
+    from tests.iam import Stack, stage_parameters
+
+    return Stack(iam_moto, stage_parameters("dev"))

@@ -387,7 +387,7 @@ print("REPORT " + json.dumps({"answers": answers, "django": django.__file__, "se
 """
 
 
-def invoke_zappa(package: Path, runtime: Path, paths: list[str]) -> subprocess.CompletedProcess:
+def invoke_zappa(package: Path, runtime: Path, paths: list[str], **aws: str) -> subprocess.CompletedProcess:
     # Lambda's environment: credentials from the role, the region; secrets only through remote_env.
     env = {
         "PATH": os.environ["PATH"],
@@ -396,6 +396,7 @@ def invoke_zappa(package: Path, runtime: Path, paths: list[str]) -> subprocess.C
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+        **aws,
     }
     command = [runtime_python(), "-I", "-c", ZAPPA_INVOKE, str(package), str(runtime), json.dumps(paths)]
     return subprocess.run(command, cwd=package, env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -448,3 +449,33 @@ def test_the_package_refuses_to_start_without_its_secrets(zappa_unzipped, lambda
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "must be set when DJANGO_DEBUG is off" in result.stderr
+
+
+def test_the_package_reads_its_remote_env_with_djangos_role(zappa_unzipped, lambda_runtime, iam_stack):
+    """Zappa's own handler, with deploy/template.yaml's Django role: its remote_env read is allowed, and is
+    all the S3 the role grants (tests/test_deploy_iam.py proves the rest of the role)."""
+    from tests.iam import grants, service, used_statements
+
+    stack = iam_stack
+    bucket, key = zappa_stage("dev")["remote_env"].removeprefix("s3://").split("/", 1)
+    assert bucket == stack.refs["SecretsBucket"]
+    s3 = stack.moto.client("s3", stack.admin)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(remote_env_values()).encode())
+    s3.put_object(Bucket=bucket, Key="other.json", Body=b"{}")
+
+    role = stack.keys["DjangoRole"]
+    result = invoke_zappa(
+        zappa_unzipped, lambda_runtime, ["/admin/login/"], AWS_ENDPOINT_URL=stack.moto.url, **role.environ()
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REPORT "))[7:])
+    assert report["secret_key_set"] and report["answers"][0]["status"] == 200, report
+
+    decisions = stack.moto.decisions(role.id)
+    assert [(d["action"], d["resource"], d["allowed"]) for d in decisions] == [
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}", True)
+    ]
+    with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+        stack.moto.client("s3", role).get_object(Bucket=bucket, Key="other.json")
+    s3_statements = [s for s in stack.policies["DjangoRole"] if service(s) == "s3"]
+    assert used_statements(s3_statements, decisions) == grants(s3_statements)

@@ -1,0 +1,96 @@
+"""The Django function's AWS calls, through its public doors, in a process of their own.
+
+    python -m tests.iam_django STEP [STEP ...]
+
+Run by tests/test_deploy_iam.py with the Zappa stage's environment, the Django
+role's access key and an IAM-enforcing moto server (tests/iam.py): a fresh
+interpreter, as a Lambda instance is, so every client (the mirror's, django-ses')
+is built from that environment. Each step prints one `RESULT <json>` line.
+"""
+
+import io
+import json
+import sys
+
+import django
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from accounts.models import Credential, Customer  # noqa: E402
+from accounts.services import credential_rotate, customer_reactivate, customer_suspend  # noqa: E402
+from ledger.models import MirrorPending, Purchase  # noqa: E402
+
+OLD_API_ID, API_ID, SKU = "wthr000001", "wthr000002", "WTHR-100"
+HOST = "abc123.execute-api.us-east-1.amazonaws.com"
+
+
+def command(name: str, *args: str) -> dict:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(name, *args, stdout=out, stderr=err)
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    except Exception as e:
+        status, err = 1, io.StringIO(f"{type(e).__name__}: {e}\n{err.getvalue()}")
+    return {"status": status, "out": out.getvalue(), "err": err.getvalue()}
+
+
+def routes() -> dict:
+    """A product declared with an API id, then moved to another (its old route deleted)."""
+    first = command(
+        "upsert_product", "--slug", "weather", "--name", "Weather API", "--api-id", OLD_API_ID, "--sku", SKU
+    )
+    second = command("upsert_product", "--slug", "weather", "--name", "Weather API", "--api-id", API_ID)
+    return {"commands": [first, second]}
+
+
+def purchase() -> dict:
+    """A store purchase through the Zapier webhook: customer, credential, credits, welcome email."""
+    from django.conf import settings
+
+    body = {"order_id": "1001", "email": "nina@example.com", "product": SKU, "quantity": 5, "name": "Nina"}
+    response = Client().post(
+        "/api/purchases/zapier/",
+        body,
+        content_type="application/json",
+        secure=True,
+        HTTP_HOST=HOST,
+        HTTP_AUTHORIZATION=f"Bearer {settings.ZAPIER_WEBHOOK_SECRET}",
+    )
+    row = Purchase.objects.get()
+    return {"status": response.status_code, "body": response.json(), "email_status": row.email_status}
+
+
+def rotate() -> dict:
+    credential = Credential.objects.get()
+    credential_rotate(credential=credential)
+    credential.refresh_from_db()
+    return {"client_id": credential.client_id, "ver": credential.secret_version}
+
+
+def suspend() -> dict:
+    customer = Customer.objects.get()
+    customer_suspend(customer=customer)
+    customer_reactivate(customer=customer)
+    return {"customer": customer.public_id}
+
+
+STEPS = {
+    "routes": routes,
+    "purchase": purchase,
+    "rotate": rotate,
+    "suspend": suspend,
+    "sync_mirror": lambda: command("sync_mirror", "--verbosity", "0"),
+    "check": lambda: command("sync_mirror", "--check"),
+    "sync_usage": lambda: command("sync_usage", "--verbosity", "0"),
+}
+
+if __name__ == "__main__":
+    for step in sys.argv[1:]:
+        result = STEPS[step]()
+        result["pending"] = list(MirrorPending.objects.values_list("item_pk", "item_sk", "error"))
+        print("RESULT " + json.dumps({"step": step, **result}), flush=True)
