@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import Customer, Versioned
@@ -20,6 +20,34 @@ class Product(Versioned):
 
     def __str__(self) -> str:
         return self.slug
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if not self._state.adding and (update_fields is None or "slug" in update_fields):
+            with transaction.atomic():
+                # FOR UPDATE waits for a first grant still inserting a balance of this product.
+                stored = Product.objects.select_for_update().filter(pk=self.pk).values_list("slug", flat=True).first()
+                self._slug_change_check(stored)
+                super().save(*args, **kwargs)
+            return
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if not self._state.adding:
+            self._slug_change_check(Product.objects.filter(pk=self.pk).values_list("slug", flat=True).first())
+
+    def _slug_change_check(self, stored: str | None) -> None:
+        """The slug keys the gate's items (and tokens' scope): once a customer holds credits
+        of the product it cannot change, or the gate would start a fresh item under the new
+        slug from Postgres' older usage and sell the unsynced calls again."""
+        if stored is not None and stored != self.slug and self.balances.exists():
+            raise ValidationError(
+                {
+                    "slug": f"The slug of {stored} cannot change: customers hold credits of it and the gate "
+                    f"keys their balances by it. Change the name instead, or make a new product."
+                },
+                code="slug_fixed",
+            )
 
 
 class ProductApi(models.Model):
