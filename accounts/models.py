@@ -1,6 +1,7 @@
 import hashlib
 import hmac
 import secrets
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -40,6 +41,28 @@ class Versioned(models.Model):
 def normalize_email(email: str) -> str:
     """Emails are trimmed and compared case-insensitively; we store them lower-cased."""
     return email.strip().lower()
+
+
+NAME_MAX_LENGTH = 80
+# Joiners shape the letters of some scripts (Persian, Indic, emoji sequences): kept.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def normalize_name(name: str | None) -> str:
+    """A buyer's name as we keep and greet it (the plain-text emails print it as is): one line.
+
+    Control characters, line and paragraph separators become spaces, other invisible format
+    characters (bidi overrides, zero-width spaces) go, runs of whitespace become one space,
+    and the result is cut at NAME_MAX_LENGTH: a name cannot start a line of its own or carry
+    a paragraph of someone else's text into our emails.
+    """
+    chars = []
+    for char in name or "":
+        category = unicodedata.category(char)
+        if category == "Cf" and char not in _JOINERS:
+            continue
+        chars.append(" " if category in ("Cc", "Zl", "Zp") else char)
+    return " ".join("".join(chars).split())[:NAME_MAX_LENGTH].rstrip()
 
 
 class UserManager(BaseUserManager):

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.models import Credential, Customer, User, normalize_email
+from accounts.models import Credential, Customer, User, normalize_email, normalize_name
 
 # Active (unrevoked) credentials a customer may have at once.
 MAX_ACTIVE_CREDENTIALS = 5
@@ -84,6 +84,7 @@ def _customer_by_email(email: str) -> Customer | None:
 def customer_get_or_create(*, email: str, name: str = "") -> tuple[Customer, Credential | None, str | None]:
     """The customer buying with `email` (trimmed, case-insensitive), created if new.
 
+    The name is made one line of printable text (`normalize_name`): our emails greet it.
     A new customer gets a login (without a password: the welcome email links to
     setting one) and one credential. Returns (customer, credential, secret): the
     credential and its plain secret only when they were created here, else None.
@@ -92,7 +93,7 @@ def customer_get_or_create(*, email: str, name: str = "") -> tuple[Customer, Cre
     customer; the second waits on the unique index, then finds the first's.
     """
     email = normalize_email(email)
-    name = name.strip()
+    name = normalize_name(name)
     customer = _customer_by_email(email)
     if customer is not None:
         return customer, None, None

@@ -1,8 +1,9 @@
 import re
+import unicodedata
 
 from rest_framework import serializers
 
-from accounts.models import normalize_email
+from accounts.models import normalize_email, normalize_name
 from ledger.models import Purchase
 
 MAX_CREDITS_PER_LINE = 1_000_000
@@ -31,6 +32,13 @@ def _unstorable(value) -> str | None:
     return None
 
 
+def _one_line(value: str) -> str:
+    """An identifier our emails print: no line breaks or other control characters in it."""
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in value):
+        raise serializers.ValidationError("Control characters and line breaks are not allowed.")
+    return value
+
+
 class RawField(serializers.Field):
     """The value as posted (a JSON number or string, or form text), for a validate_<field> to judge."""
 
@@ -49,7 +57,8 @@ class ZapierPurchaseSerializer(serializers.Serializer):
     # too (DRF would otherwise drop it as "not sent") and is refused the same way.
     line_id = serializers.CharField(max_length=128, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True, default="")
+    # Any length: normalize_name makes it one line and cuts it (a long name is no reason to refuse a sale).
+    name = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
     product = serializers.CharField(max_length=128, help_text="A product slug or a store SKU.")
     quantity = RawField(help_text='Credits: a positive whole number, like 100 or "100".')
 
@@ -61,10 +70,24 @@ class ZapierPurchaseSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 "This field may not be blank: leave line_id out for a one-line order, or send the line's id."
             )
-        return value
+        return _one_line(value)
+
+    def validate_order_id(self, value: str) -> str:
+        return _one_line(value)
 
     def validate_name(self, value: str | None) -> str:
-        return (value or "").strip()
+        return normalize_name(value)
+
+    def to_internal_value(self, data):
+        # A form may repeat a key (quantity=1&quantity=1000000) and Django would read the last
+        # value: refuse it before reading any, as /api/token/ does. (JSON: creditportal.parsers.)
+        if hasattr(data, "getlist"):
+            repeated = {
+                name: ["Sent more than once: send each field once."] for name, values in data.lists() if len(values) > 1
+            }
+            if repeated:
+                raise serializers.ValidationError(repeated)
+        return super().to_internal_value(data)
 
     def validate(self, attrs: dict) -> dict:
         # The whole body is kept as the purchase's payload, fields this serializer does not

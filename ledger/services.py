@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Customer, User, normalize_email
+from accounts.models import Customer, User, normalize_email, normalize_name
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
 from ledger.emails import purchase_credits_added_message, purchase_welcome_message
 from ledger.low_balance import low_balance_check
@@ -233,7 +233,7 @@ def purchase_record(
                 order_id=order_id,
                 line_id=line_id,
                 email=email,
-                name=name.strip(),
+                name=normalize_name(name),
                 product_ref=product_ref,
                 quantity=quantity,
                 status=Purchase.Status.UNMATCHED,

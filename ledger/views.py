@@ -71,5 +71,5 @@ class ZapierPurchaseView(APIView):
 
 
 def _payload(data) -> dict:
-    """What was posted, as stored JSON (a form's last value per key)."""
+    """What was posted, as stored JSON (a form's keys are each sent once: the serializer refuses repeats)."""
     return data.dict() if hasattr(data, "dict") else dict(data)

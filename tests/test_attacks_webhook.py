@@ -34,6 +34,8 @@ LONG_EMAIL = "Ensure this field has no more than 254 characters."
 NOT_STRING = "Not a valid string."
 NUL = "Null characters are not allowed."
 SURROGATE = "Unpaired surrogate characters are not allowed."
+TWICE = "Sent more than once: send each field once."
+ONE_LINE = "Control characters and line breaks are not allowed."
 MB = 1024 * 1024
 
 
@@ -98,6 +100,20 @@ MALFORMED = [
      {"non_field_errors": ["A field name holds a null or unpaired surrogate character."]}),
     ("an extra form field with a NUL", "order_id=1001&email=nina%40example.com&product=weather&quantity=5&note=%00",
      FORM, 400, {"note": [NUL]}),
+    # A key sent twice: the last value would win (issue 12, finding 9)
+    ("a form quantity sent twice", "order_id=1001&email=nina%40example.com&product=weather&quantity=1&quantity=1000000",
+     FORM, 400, {"quantity": [TWICE]}),
+    ("a form email sent twice", "order_id=1001&email=nina%40example.com&email=eve%40example.com&product=weather"
+     "&quantity=5", FORM, 400, {"email": [TWICE]}),
+    ("an extra form field sent twice, quantity too", "order_id=1001&email=nina%40example.com&product=weather"
+     "&quantity=5&note=a&note=b&quantity=5", FORM, 400, {"note": [TWICE], "quantity": [TWICE]}),
+    ("a JSON quantity sent twice", '{"order_id": "1001", "email": "nina@example.com", "product": "weather",'
+     ' "quantity": 1, "quantity": 1000000}', JSON, 400, {"detail": "JSON parse error - quantity is sent more than once"}),
+    ("a JSON key sent twice in a nested object", body(line={"sku": "B"}).replace('"sku": "B"', '"sku": "A", "sku": "B"'), JSON, 400, {"detail": "JSON parse error - sku is sent more than once"}),
+    # Line breaks in the identifiers our plain-text emails print (issue 12, finding 6)
+    ("order_id with a line break", body(order_id="1001\n\nSECURITY NOTICE"), JSON, 400, {"order_id": [ONE_LINE]}),
+    ("line_id with a carriage return", body(line_id="1\rBcc"), JSON, 400, {"line_id": [ONE_LINE]}),
+    ("order_id with a line separator", body(order_id="1001\u2028x"), JSON, 400, {"order_id": [ONE_LINE]}),
     # Size and shape
     ("a 1 MB JSON body", body(note="x" * MB), JSON, 413, "this webhook reads at most 65,536"),
     ("a 1 MB form body", "order_id=1001&email=nina%40example.com&product=weather&quantity=5&note=" + "x" * MB, FORM,

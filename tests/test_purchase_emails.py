@@ -166,3 +166,36 @@ def test_a_failed_send_keeps_the_purchase_and_staff_can_resend_with_a_new_secret
     purchase.refresh_from_db()
     assert (purchase.email_status, purchase.email_error) == (Purchase.EmailStatus.SENT, "")
     assert Balance.objects.get().granted == 100  # resending grants nothing
+
+
+# --- The buyer's name in the plain-text emails (issue 12, finding 6) -------------------------------
+
+FAKE_NOTICE = (
+    "Nina\r\n\r\nSECURITY NOTICE\n---------------\nYour account is locked. Confirm your card at"
+    " https://evil.example/verify\u2028\u2029\x0b\x0c\x1b[2J\u202e\u200b within 24 hours."
+)
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_a_buyer_name_cannot_add_lines_to_the_welcome_email(zapier, products, mailoutbox, form):
+    assert zapier(FIRST | {"name": FAKE_NOTICE}, form=form).status_code == 201
+
+    [email] = mailoutbox
+    lines = email.body.splitlines()
+    assert lines[0].startswith("Hello Nina SECURITY NOTICE --------------- Your account is locked.")
+    assert len(lines[0]) <= len("Hello ,") + 80  # the name is cut at 80 characters
+    assert not [line for line in lines[1:] if "SECURITY" in line or "evil.example" in line]
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029\u202e\u200b]", email.body)
+    customer, purchase = Customer.objects.get(), Purchase.objects.get()
+    assert customer.name == customer.user.name == purchase.name == lines[0].removeprefix("Hello ").removesuffix(",")
+    assert purchase.payload["name"] == FAKE_NOTICE  # what the store sent is kept as sent, for staff
+
+
+def test_a_buyer_name_cannot_add_lines_to_the_credits_added_email(zapier, alice, products, mailoutbox):
+    # alice exists: her name stays hers, and this order's name only goes into the purchase row.
+    assert zapier(FIRST | {"email": alice.email, "name": FAKE_NOTICE}).status_code == 201
+
+    [email] = mailoutbox
+    assert email.body.splitlines()[0] == "Hello Alice,"
+    assert "SECURITY NOTICE" not in email.body
+    assert "\n" not in Purchase.objects.get().name
