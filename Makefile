@@ -48,11 +48,11 @@ run: export DJANGO_DEBUG ?= 1
 run: install-local
 	$(BIN)/python manage.py runstack --host $(HOST) --port $(PORT) --gateway-port $(GATEWAY_PORT) --moto-port $(MOTO_PORT)
 
-## mailbox: the latest email `make run` sent (COUNT=3 for more, TO=address for one recipient's)
+## mailbox: every email `make run` sent, newest last (TO=address: one recipient's; COUNT=3: the latest 3; CREDENTIALS=1: CLIENT_ID=… CLIENT_SECRET=… for eval)
 mailbox: export DJANGO_DEBUG ?= 1
 mailbox: export DJANGO_LOG_LEVEL ?= WARNING
 mailbox: install-local
-	@$(BIN)/python manage.py mailbox --moto http://$(HOST):$(MOTO_PORT) --count $(or $(COUNT),1) $(if $(TO),--to $(TO))
+	@$(BIN)/python manage.py mailbox --moto http://$(HOST):$(MOTO_PORT) $(if $(COUNT),--count $(COUNT)) $(if $(TO),--to $(TO)) $(if $(CREDENTIALS),--credentials)
 
 ## test: the whole suite against Postgres (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/creditportal)
 # Without PYTEST_ARGS: first the authorizer's tests with Django not even loaded

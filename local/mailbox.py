@@ -6,10 +6,15 @@ server stops or is reset. Nothing is delivered anywhere: this is the only way to
 """
 
 import json
+import re
 from dataclasses import dataclass
 from email import message_from_string, policy
 from email.message import EmailMessage
 from urllib.request import urlopen
+
+# As the welcome email (templates/emails/purchase_welcome.txt) prints them, each on its own line.
+_CLIENT_ID = re.compile(r"^Client ID: (\S+)$", re.M)
+_CLIENT_SECRET = re.compile(r"^Client secret: (\S+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,13 @@ def mail_to(endpoint_url: str, address: str) -> list[Mail]:
     """The emails sent to `address` (case-insensitive), oldest first."""
     wanted = address.strip().lower()
     return [m for m in mail_sent(endpoint_url) if wanted in (a.lower() for a in m.to)]
+
+
+def credentials_in(mails: list[Mail]) -> tuple[str, str] | None:
+    """The client id and secret of the newest of `mails` that holds them (a welcome email,
+    first or resent), or None: later "credits added" and low-balance emails hold none."""
+    for mail in reversed(mails):
+        client_id, secret = _CLIENT_ID.search(mail.text), _CLIENT_SECRET.search(mail.text)
+        if client_id and secret:
+            return client_id.group(1), secret.group(1)
+    return None
