@@ -1,4 +1,5 @@
-"""The low-balance email: one per drop, not one per call.
+"""The low-balance email: one per drop, not one per call. When nothing is left (the
+drop went to 0 at once) it says the credits are used up, not running low.
 
 `usage_record` calls `low_balance_check` inside its transaction, while it
 holds the balance's row lock; the first usage that takes `remaining` below
@@ -61,8 +62,11 @@ def low_balance_email_send(*, balance_id: int) -> None:
             "store_url": settings.STORE_URL,
             "portal_url": f"{settings.PORTAL_BASE_URL}{reverse('account_dashboard')}",
         }
+        # Read after commit: what is left when the email goes out. Nothing left is not "low".
+        used_up = balance.remaining <= 0
+        context["used_up"] = used_up
         message = EmailMultiAlternatives(
-            subject=f"Your {balance.product.name} credits are running low",
+            subject=f"Your {balance.product.name} credits are {'used up' if used_up else 'running low'}",
             body=render_to_string("emails/low_balance.txt", context),
             to=[balance.customer.email],
         )

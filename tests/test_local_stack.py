@@ -124,6 +124,6 @@ def test_a_purchase_pays_for_exactly_its_calls_through_the_gateway_and_a_second_
 
     assert [mail.subject for mail in mail_to(ses, BUYER)] == [
         welcome.subject,
-        "Your Demo API credits are running low",  # sent by sync_usage, once it recorded the usage
+        "Your Demo API credits are used up",  # sent by sync_usage, once it recorded the usage (0 left)
         "2 Demo API credits added to your CreditPortal account",
     ]

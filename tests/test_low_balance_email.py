@@ -56,6 +56,27 @@ def test_one_email_when_remaining_falls_below_the_threshold_not_one_per_call(
     assert balance_of(alice, weather).remaining == 4
 
 
+@pytest.mark.parametrize("spent", [5, 7], ids=["all of it", "more than granted (usage reported past a cut)"])
+def test_with_nothing_left_it_says_the_credits_are_used_up(
+    alice, products, purchase, spend, mailoutbox, settings, spent
+):
+    weather = products["weather"]
+    purchase(alice, weather, 5)  # threshold: 1
+    spend(alice, weather, 3)
+    assert mailoutbox == []
+
+    spend(alice, weather, spent - 3)
+
+    [email] = mailoutbox
+    assert email.subject == "Your Weather API credits are used up"
+    assert "Your Weather API credits are used up: none of the 5 you were granted are left" in email.body
+    assert "calls to the API are refused until you buy more" in email.body
+    assert "running low" not in email.body
+    html = email.alternatives[0][0]
+    assert "<strong>used up</strong>" in html and "running low" not in html
+    assert settings.STORE_URL in email.body and "Buy more credits" in html
+
+
 def test_a_new_grant_rearms_it(alice, products, purchase, spend, mailoutbox):
     weather = products["weather"]
     purchase(alice, weather, 100)
