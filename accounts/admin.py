@@ -183,7 +183,7 @@ class CustomerAdmin(admin.ModelAdmin):
             try:
                 credits_adjust(customer=customer, by=request.user, **form.cleaned_data)
             except ValidationError as e:
-                form.add_error(None, e)
+                form.service_error_add(e)
             else:
                 data = form.cleaned_data
                 self.message_user(

@@ -4,7 +4,12 @@ from ledger.models import Product
 
 
 class CreditsAdjustForm(forms.Form):
-    product = forms.ModelChoiceField(queryset=Product.objects.all(), empty_label=None)
+    """Staff's correction of a balance. Every field is required (and rendered `required`); each
+    error, the service's included (`service_error_add`), is shown under the field it is about."""
+
+    # A placeholder first option, so that the select can be `required` (HTML needs one) and
+    # nobody adjusts whichever product happens to sort first.
+    product = forms.ModelChoiceField(queryset=Product.objects.all(), empty_label="Pick a product")
     amount = forms.IntegerField(
         label="Credits",
         help_text="Signed: 50 adds fifty credits, -20 takes twenty away.",
@@ -28,6 +33,13 @@ class CreditsAdjustForm(forms.Form):
         if not reason:
             raise forms.ValidationError("Say why: an adjustment needs a reason.")
         return reason
+
+    # ledger.services.credits_adjust's error codes, and the field each one is about.
+    SERVICE_ERROR_FIELDS = {"below_used": "amount", "zero": "amount", "reason_required": "reason"}
+
+    def service_error_add(self, error: forms.ValidationError) -> None:
+        """Show an error of credits_adjust under its field (or above the form if it is about none)."""
+        self.add_error(self.SERVICE_ERROR_FIELDS.get(error.code), error)
 
 
 class PurchaseApplyForm(forms.Form):

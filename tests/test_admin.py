@@ -66,6 +66,43 @@ def test_a_bad_adjustment_shows_why_and_writes_nothing(staff_client, alice, prod
     assert Balance.objects.get(customer=alice, product=weather).granted == 100
 
 
+def form_row(html: str, field: str) -> str:
+    """The adjust form's row of one field (label, input, help, errors): up to the next row or the fieldset's end."""
+    start = html.index(f'<div class="form-row field-{field}')
+    ends = [html.find('<div class="form-row', start + 1), html.find("</fieldset>", start)]
+    return html[start : min(i for i in ends if i != -1)]
+
+
+def test_the_adjust_form_marks_every_field_required(staff_client, alice, products):
+    html = staff_client.get(reverse("admin:accounts_customer_adjust", args=[alice.pk])).content.decode()
+
+    assert re.search(r"<select [^>]*name=\"product\"[^>]*\brequired\b", html)
+    assert re.search(r'<option value="" selected>Pick a product</option>', html)  # no product chosen for you
+    assert re.search(r"<input [^>]*name=\"amount\"[^>]*\brequired\b", html)
+    assert re.search(r"<textarea [^>]*name=\"reason\"[^>]*\brequired\b", html)
+    assert "novalidate" not in html.split('<div id="content-main">')[1]  # the browser checks them too
+
+
+def test_each_adjustment_error_is_shown_under_its_own_field(staff_client, alice, products):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=100)
+    url = reverse("admin:accounts_customer_adjust", args=[alice.pk])
+
+    missing = staff_client.post(url, {"amount": "", "reason": ""}).content.decode()
+    below = staff_client.post(url, {"product": weather.pk, "amount": "-200", "reason": "too much"}).content.decode()
+
+    for field in ["product", "amount", "reason"]:
+        row = form_row(missing, field)
+        assert "form-row field-" + field + " errors" in row
+        error = re.search(rf'<ul class="errorlist" id="id_{field}_error"><li>This field is required.</li></ul>', row)
+        assert error and row.index(f'id="id_{field}"') < error.start()  # under the input, not above it
+    amount = form_row(below, "amount")
+    assert "below the 0 already used" in amount  # the service's refusal, under what it is about
+    assert "below the 0 already used" not in form_row(below, "reason") + form_row(below, "product")
+    assert '<p class="errornote">Please correct the error below.</p>' in below
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUSTMENT).exists()
+
+
 def test_a_non_staff_user_cannot_reach_admin(client, alice):
     client.force_login(alice.user)
     for url in [reverse("admin:index"), reverse("admin:accounts_customer_adjust", args=[alice.pk])]:
