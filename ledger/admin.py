@@ -5,6 +5,7 @@ from django.db.models import Prefetch
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -15,6 +16,7 @@ from ledger.services import purchase_apply, purchase_email_resend
 
 RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
 RESEND_CREDITS_ADDED_LABEL = "Resend “credits added” email"
+REASON_CHARS = 60  # of a ledger entry's reason in the list
 
 
 class ProductApiInline(admin.TabularInline):
@@ -81,22 +83,49 @@ class BalanceAdmin(ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
 
 
+def _when(moment) -> str:
+    """A list's date and time, short: 2026-03-05 14:07 (the full one is on the row's page)."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
+class ListMedia:
+    # Narrow columns for a 1280 px screen: emails and long reasons wrap or are cut (ledger/static/ledger/admin.css).
+    css = {"all": ["ledger/admin.css"]}
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created", "customer", "product", "kind", "amount", "reason", "created_by", "purchase_link"]
+    # At 1280 px every column shows (tests/test_admin_browser.py): short dates, the reason cut
+    # to a line (whole on hover and on the entry's page), who made it by name.
+    list_display = ["when", "customer", "product", "kind", "amount", "reason_short", "created_by_name", "purchase_link"]
     list_filter = ["kind", "product"]
     list_select_related = ["customer", "product", "created_by", "purchase"]
     search_fields = ["customer__email", "=customer__public_id", "reason"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 
+    Media = ListMedia
+
+    @admin.display(description="created", ordering="created")
+    def when(self, entry: LedgerEntry) -> str:
+        return _when(entry.created)
+
+    @admin.display(description="reason")
+    def reason_short(self, entry: LedgerEntry) -> str:
+        if not entry.reason:
+            return "-"
+        return format_html('<span title="{}">{}</span>', entry.reason, Truncator(entry.reason).chars(REASON_CHARS))
+
+    @admin.display(description="created by", ordering="created_by")
+    def created_by_name(self, entry: LedgerEntry) -> str:
+        return entry.created_by.get_full_name() if entry.created_by else "-"
+
     @admin.display(description="purchase", ordering="purchase")
     def purchase_link(self, entry: LedgerEntry) -> str:
         if entry.purchase is None:
             return "-"
-        return format_html(
-            '<a href="{}">{}</a>', reverse("admin:ledger_purchase_change", args=[entry.purchase_id]), entry.purchase
-        )
+        url = reverse("admin:ledger_purchase_change", args=[entry.purchase_id])
+        return format_html('<a href="{}" title="{}">{}</a>', url, entry.purchase, entry.purchase.order_id)
 
 
 @admin.register(Purchase)
@@ -104,9 +133,9 @@ class PurchaseAdmin(ReadOnlyAdmin):
     """Order lines as the store sent them. Only services write them; staff apply
     unmatched ones to a product and resend emails, through the actions."""
 
-    list_display = [
-        "received", "source", "order_id", "line_id", "buyer", "product", "quantity", "status", "email_state",
-    ]  # fmt: skip
+    # At 1280 px every column shows (tests/test_admin_browser.py): one source so far (a filter
+    # says which), the line id under its order, short dates, emails that wrap.
+    list_display = ["when", "order", "buyer", "product", "quantity", "status", "email_state"]
     list_filter = ["status", "email_status", "source", "product"]
     list_select_related = ["customer", "product"]
     search_fields = ["=order_id", "email", "customer__email", "=customer__public_id"]
@@ -120,6 +149,19 @@ class PurchaseAdmin(ReadOnlyAdmin):
         "email_status", "email_error", "emailed", "payload", "ledger_entries",
     ]  # fmt: skip
     readonly_fields = fields
+
+    Media = ListMedia
+
+    @admin.display(description="received", ordering="received")
+    def when(self, purchase: Purchase) -> str:
+        return _when(purchase.received)
+
+    @admin.display(description="order", ordering="order_id")
+    def order(self, purchase: Purchase) -> str:
+        if not purchase.line_id:
+            return purchase.order_id
+        line = purchase.line_id if len(purchase.line_id) <= 12 else f"…{purchase.line_id[-10:]}"
+        return format_html('{}<small title="line {}">line {}</small>', purchase.order_id, purchase.line_id, line)
 
     def has_apply_permission(self, request: HttpRequest) -> bool:
         """Apply and resend are what "change" means for a purchase (the form itself stays read-only)."""

@@ -48,7 +48,7 @@ def test_the_list_shows_each_purchase_and_filters_the_unmatched(staff_client, za
         assert text in everything
     assert "1002" in unmatched and "omar@example.com" in unmatched
     assert "nina@example.com" not in unmatched
-    assert re.search(r'<td class="field-line_id">7</td>', unmatched)
+    assert re.search(r'<td class="field-order">1002<small title="line 7">line 7</small></td>', unmatched)
 
 
 def test_the_list_costs_the_same_queries_for_3_or_30_purchases(staff_client, zapier, products):
