@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from accounts.charts import HEIGHT, WIDTH, ZERO_MARK, bar_chart, nice_ceiling
+from accounts.charts import PLOT_HEIGHT, PLOT_WIDTH, ZERO_MARK, bar_chart, nice_ceiling
 
 
 @pytest.mark.parametrize(
@@ -34,10 +34,23 @@ def test_the_busiest_day_fills_the_plot_and_quiet_days_get_a_thin_mark():
 def test_bars_and_labels_stay_inside_the_box():
     chart = bar_chart(days([3] * 30))
 
-    assert chart.bars[0].x >= chart.plot_left
-    assert chart.bars[-1].x + chart.bars[-1].width <= chart.plot_right + 0.01
-    assert [(t.label, t.anchor) for t in chart.x_ticks] == [("Mar 1", "start"), ("Mar 16", "middle"), ("Mar 30", "end")]
-    assert all(0 <= t.x <= WIDTH and 0 <= t.y <= HEIGHT for t in chart.x_ticks + chart.y_ticks)
+    assert chart.bars[0].x >= 0
+    assert chart.bars[-1].x + chart.bars[-1].width <= PLOT_WIDTH + 0.01
+    assert [(t.label, t.anchor, t.x) for t in chart.x_ticks] == [
+        ("Mar 1", "start", "0%"),
+        ("Mar 16", "middle", "51.67%"),  # the middle of the 16th of 30 bars
+        ("Mar 30", "end", "100%"),
+    ]
+    assert all(0 <= t.y <= chart.dates_height for t in chart.x_ticks)
+    assert all(0 <= t.x <= chart.gutter and 0 <= t.y <= PLOT_HEIGHT for t in chart.y_ticks)
+
+
+@pytest.mark.parametrize("busiest, widest", [(5, "5"), (64, "100"), (9_000, "10,000"), (4_000_000, "5,000,000")])
+def test_the_gutter_holds_the_widest_y_label_at_the_body_text_size(busiest, widest):
+    chart = bar_chart(days([busiest]))
+
+    assert chart.y_ticks[-1].label == widest
+    assert chart.gutter >= len(widest) * 0.6 * 16 + 6  # a digit is at most 0.6 em wide; 6 px to the plot
 
 
 def test_a_tiny_day_next_to_a_huge_one_is_still_visible():
