@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from local.demo import CUSTOMER_REMAINING, DAILY_USAGE
 from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,14 +148,14 @@ def test_it_runs_every_part_serves_a_call_through_the_gateway_syncs_it_and_stops
     called = requests.get(f"{stack.url('gateway')}/local/hello", headers=auth, timeout=30)
     assert called.status_code == 200, called.text
     assert called.json()["product"] == "demo-api"
-    assert called.json()["remaining"] == "99"  # the demo customer's 100 credits, less this call
+    assert called.json()["remaining"] == str(CUSTOMER_REMAINING - 1)  # what the demo left, less this call
 
     deadline, used = time.monotonic() + 30, None
-    while time.monotonic() < deadline and used != 1:  # sync_usage runs every second here
+    while time.monotonic() < deadline and used != sum(DAILY_USAGE) + 1:  # sync_usage runs every second here
         [balance] = requests.get(f"{stack.url('django')}/api/balance/", headers=auth, timeout=30).json()["balances"]
         used = balance["used"]
         time.sleep(0.5)
-    assert used == 1
+    assert used == sum(DAILY_USAGE) + 1  # the demo's two weeks, and this call
     stack.wait_for(r"sync \| .*1 credit\(s\) of usage recorded")
 
     family = descendants(stack.process.pid)
