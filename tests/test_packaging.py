@@ -164,6 +164,35 @@ def test_it_holds_the_pinned_dependencies_built_for_the_lambda_platform(authoriz
         assert f"{name.lower().replace('-', '_')}-{version}.dist-info" in {d.lower() for d in distributions}, pin
 
 
+def documented_authorizer_zip() -> tuple[set[str], set[str]]:
+    """What docs/architecture.md's table says the authorizer's zip holds and does not hold (backticked names)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    header = "| the zip holds | it does not hold |"
+    assert header in text, f"docs/architecture.md has no table {header!r} saying what the authorizer's zip holds"
+    table = text.split(header, 1)[1].split("\n\n", 1)[0]
+    holds, lacks = set(), set()
+    for row in table.strip().splitlines()[1:]:
+        _, left, right, _ = row.split("|")
+        holds |= set(re.findall(r"`([^`]+)`", left))
+        lacks |= set(re.findall(r"`([^`]+)`", right))
+    return holds - {".dist-info"}, lacks
+
+
+def test_the_architecture_page_says_what_the_authorizer_zip_holds(authorizer_zip):
+    holds, lacks = documented_authorizer_zip()
+    with zipfile.ZipFile(authorizer_zip) as archive:
+        names = archive.namelist()
+        top = {
+            name.split(".dist-info")[0].rsplit("-", 1)[0] if ".dist-info" in name else name
+            for name in top_level_names(archive)
+        }
+
+    assert top == {name.rstrip("/") for name in holds}  # every top-level thing in the zip, and nothing else
+    for name in lacks:
+        assert name not in names and name not in top, f"the page says the zip does not hold {name}"
+    assert lacks >= {"authorizer/requirements.txt", "botocore"}
+
+
 def test_its_shared_libraries_ask_for_no_newer_glibc_than_the_runtime_has(authorizer_unzipped):
     libraries = list(authorizer_unzipped.rglob("*.so*"))
     assert libraries, "cryptography ships compiled code"
