@@ -19,6 +19,11 @@ def customer_for_user(*, user: User) -> Customer | None:
     return Customer.objects.filter(user=user).first()
 
 
+def credential_by_client_id(*, client_id: str) -> Credential | None:
+    """The credential a (verified) access token names, with its customer: the balance API's one check."""
+    return Credential.objects.select_related("customer").filter(client_id=client_id).first()
+
+
 def credential_list(*, customer: Customer) -> QuerySet[Credential]:
     """Active credentials first, then revoked ones, oldest first within each."""
     return Credential.objects.filter(customer=customer).order_by("revoked_at", "created", "id")

@@ -1,21 +1,33 @@
-"""Access-token verification (the contract: docs/api.md, "The token"; docs/architecture.md, "The decision").
+"""Access tokens: the contract and its one verifier, for both sides (docs/api.md, "The token").
 
-An RFC 9068-style JWT (JWS compact serialization), verified with
-`cryptography` directly: the gate needs one pinned algorithm (ES256 or RS256)
-and a handful of claims, and PyJWT's import (x509, EdDSA, a JWKS client over
-urllib) cost about 15 ms more of every cold start (bench/authorizer_cold.py).
-The tests mint their tokens with PyJWT, so the two implementations check each other.
+Django signs tokens (accounts/tokens.py, with PyJWT) and verifies them for the balance API
+with the `Verifier` here; the Lambda authorizer verifies them with the same `Verifier`. The
+contract, written once:
 
-Only public keys are held here. The algorithm is pinned by configuration, never
-taken from the token; the key is chosen by the token's `kid`, the RFC 7638
-thumbprint of the public key, so several keys can be trusted at once while
-signing keys rotate.
+    header  {"alg": "ES256" | "RS256", "typ": "at+jwt", "kid": <RFC 7638 thumbprint of the key>}
+    claims  iss, aud            JWT_ISSUER, JWT_AUDIENCE
+            sub                 the customer's public id ("cus_...")
+            client_id, ver      the credential and its secret_version: a rotation or a
+                                revocation makes older tokens useless at the next call
+            scope               space-separated product slugs
+            iat, exp, jti       exp = iat + 300; jti random
+
+Verification uses `cryptography` directly: the gate needs one pinned algorithm and a handful
+of claims, and PyJWT's import (x509, EdDSA, a JWKS client over urllib) cost about 15 ms more of
+every cold start (bench/authorizer_cold.py). tests/authorizer/test_tokens_differential.py shows
+that it refuses and accepts exactly what PyJWT does with the contract's rules added.
+
+Only public keys are used here. The algorithm is pinned by configuration, never taken from
+the token; the key is chosen by the token's `kid`, so several keys can be trusted at once
+while signing keys rotate. Error messages are the API's words: the balance API shows them
+to the caller, the authorizer logs them.
 """
 
 import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -29,14 +41,24 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from authorizer.config import ConfigError
 
-REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "client_id", "ver", "scope")
-TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
+ALGORITHMS = ("ES256", "RS256")
+TOKEN_TYPE = "at+jwt"  # RFC 9068; "application/at+jwt" is the same type (RFC 7515 section 4.1.9)
+TOKEN_TYPES = {TOKEN_TYPE, f"application/{TOKEN_TYPE}"}
+CLAIMS = ("iss", "aud", "sub", "client_id", "ver", "scope", "iat", "exp", "jti")
+CUSTOMER_ID_FORMAT = re.compile(r"cus_[a-z0-9]{1,64}")
+CLIENT_ID_FORMAT = re.compile(r"cli_[a-z0-9]{1,64}")
+SCOPE_FORMAT = re.compile(r"[-a-zA-Z0-9_]+( [-a-zA-Z0-9_]+)*")
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
-SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 section 2)
+NOT_A_JWT = "The token is not a JWT (three base64url parts separated by dots)"
 
 
 class TokenError(Exception):
-    """The token is missing, malformed, expired, or not signed by a key we trust."""
+    """The token is missing, malformed, expired, or not signed by a key we trust. The message says which."""
+
+
+class TokenExpired(TokenError):
+    """A token that was good and has expired: the client should get a new one."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,9 @@ class AccessToken:
 
     def covers(self, product: str) -> bool:
         return product in self.scope
+
+
+# --- Keys and their ids -------------------------------------------------------------------------
 
 
 def _b64url(data: bytes) -> str:
@@ -83,23 +108,42 @@ def jwk_thumbprint(public_key) -> str:
     return _b64url(hashlib.sha256(members.encode()).digest())
 
 
-KEY_TYPES = {"ES256": ec.EllipticCurvePublicKey, "RS256": rsa.RSAPublicKey}
+def algorithm_check(algorithm: str) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+
+
+def key_check(key, algorithm: str, variable: str) -> None:
+    """`key` (public or private) can sign or verify `algorithm`: EC P-256 for ES256, RSA of 2048 bits or more for RS256."""
+    if algorithm == "ES256":
+        fits = isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
+            key.curve, ec.SECP256R1
+        )
+        wanted = "an EC P-256 key"
+    else:
+        fits = isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey) and key.key_size >= 2048
+        wanted = "an RSA key of at least 2048 bits"
+    if not fits:
+        raise ConfigError(f"{variable}: JWT_ALGORITHM {algorithm} needs {wanted}")
 
 
 def load_public_keys(pem_text: str, algorithm: str) -> dict[str, object]:
-    """{kid: public key} of every PEM block in `pem_text`; each must suit `algorithm`."""
+    """{kid: public key} of every PEM block in `pem_text` (JWT_PUBLIC_KEY); each must suit `algorithm`."""
+    algorithm_check(algorithm)
     keys = {}
-    for block in PEM_BLOCK.finditer(pem_text):
+    for number, block in enumerate(PEM_BLOCK.finditer(pem_text), 1):
         try:
             key = serialization.load_pem_public_key(block.group(0).encode())
         except ValueError as e:
-            raise ConfigError(f"JWT_PUBLIC_KEY holds a PEM block that is not a public key: {e}") from e
-        if not isinstance(key, KEY_TYPES[algorithm]):
-            raise ConfigError(f"JWT_PUBLIC_KEY holds a {type(key).__name__}, which cannot verify {algorithm}")
+            raise ConfigError(f"JWT_PUBLIC_KEY: key {number} is not a PEM public key: {e}") from e
+        key_check(key, algorithm, f"JWT_PUBLIC_KEY (key {number})")
         keys[jwk_thumbprint(key)] = key
     if not keys:
         raise ConfigError("JWT_PUBLIC_KEY holds no PEM public key")
     return keys
+
+
+# --- Verification -------------------------------------------------------------------------------
 
 
 class Verifier:
@@ -108,6 +152,8 @@ class Verifier:
     A warm Lambda sees the same token many times (a client reuses it for five
     minutes); the cache, keyed by the whole token string, skips the signature
     check for exact repeats. It is bounded (least recently used goes first).
+    Times are compared in whole seconds, as PyJWT does: a token has expired
+    once `exp` <= now - leeway, and is not valid yet while `iat` or `nbf` > now + leeway.
     """
 
     def __init__(
@@ -121,6 +167,7 @@ class Verifier:
         cache_size: int = 1024,
         clock=time.time,
     ):
+        algorithm_check(algorithm)
         self.keys = keys
         self.algorithm = algorithm
         self.issuer = issuer
@@ -137,8 +184,8 @@ class Verifier:
             if known is not None:
                 self._cache.move_to_end(token)
         if known is not None:
-            if self.clock() > known.expires + self.leeway:
-                raise TokenError("the token has expired")
+            if known.expires <= self.clock() - self.leeway:
+                raise TokenExpired("The token has expired")
             return known
         access = self._verify(token)
         with self._lock:
@@ -148,47 +195,58 @@ class Verifier:
         return access
 
     def _verify(self, token: str) -> AccessToken:
-        _header, claims = self._signed_parts(token)
+        claims = self._signed_claims(token)
+        missing = [name for name in CLAIMS if name != "jti" and claims.get(name) is None]
+        if missing:
+            raise TokenError(f"The token has no {', '.join(missing)} claim{'s' if len(missing) > 1 else ''}")
+        if claims.get("jti") is None:
+            raise TokenError("The token has no id (jti)")
+        exp, iat, nbf = (_seconds(claims.get(name, 0)) for name in ("exp", "iat", "nbf"))
         now = self.clock()
-        for name in REQUIRED_CLAIMS:
-            if claims.get(name) is None:
-                raise TokenError(f"the {name} claim is missing")
-        exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", 0)
-        if not all(_is_number(v) for v in (exp, iat, nbf)):
-            raise TokenError("exp, iat and nbf must be numbers")
-        if now > exp + self.leeway:
-            raise TokenError("the token has expired")
+        if exp <= now - self.leeway:
+            raise TokenExpired("The token has expired")
         if iat > now + self.leeway or nbf > now + self.leeway:
-            raise TokenError("the token is not valid yet")
+            raise TokenError(f"The token is not yet valid ({'iat' if iat > now + self.leeway else 'nbf'})")
         if claims["iss"] != self.issuer:
-            raise TokenError("wrong issuer")
+            raise TokenError(f"The issuer (iss) is not {self.issuer}")
         aud = claims["aud"]
-        if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
-            raise TokenError("wrong audience")
+        audiences = [aud] if isinstance(aud, str) else aud
+        if not (isinstance(audiences, list) and all(isinstance(a, str) for a in audiences)):
+            raise TokenError("Audience (aud) must be a string or a list of strings")
+        if self.audience not in audiences:
+            raise TokenError(f"Audience (aud) is not {self.audience}")
         sub, client_id, ver, scope = claims["sub"], claims["client_id"], claims["ver"], claims["scope"]
-        if not (isinstance(sub, str) and sub and isinstance(client_id, str) and client_id):
-            raise TokenError("sub and client_id must be non-empty strings")
-        if not isinstance(ver, int) or isinstance(ver, bool) or not isinstance(scope, str):
-            raise TokenError("ver must be an integer and scope a string")
+        if not (isinstance(sub, str) and CUSTOMER_ID_FORMAT.fullmatch(sub)):
+            raise TokenError("Subject must be a string: a customer id (cus_...)")
+        if not (isinstance(client_id, str) and CLIENT_ID_FORMAT.fullmatch(client_id)):
+            raise TokenError("The claim client_id is not a client id (cli_...)")
+        if type(ver) is not int:
+            raise TokenError("The claim ver is not an integer")
+        if not (isinstance(scope, str) and SCOPE_FORMAT.fullmatch(scope)):
+            raise TokenError("The claim scope is not product slugs separated by spaces")
+        if not isinstance(claims["jti"], str):
+            raise TokenError("The claim jti is not a string")
         return AccessToken(
-            customer_id=sub, client_id=client_id, version=ver, scope=frozenset(scope.split()), expires=int(exp)
+            customer_id=sub, client_id=client_id, version=ver, scope=frozenset(scope.split()), expires=exp
         )
 
-    def _signed_parts(self, token: str) -> tuple[dict, dict]:
-        """The header and claims of a JWS compact token whose signature checks out with a trusted key."""
-        parts = token.split(".")
-        if len(parts) != 3 or not all(SEGMENT.fullmatch(p) for p in parts):
-            raise TokenError("malformed token")
-        header = _json_segment(parts[0])
+    def _signed_claims(self, token: str) -> dict:
+        """The claims of a JWS compact token whose header suits us and whose signature checks out."""
+        parts = token.split(".") if isinstance(token, str) else []
+        if len(parts) != 3 or not (parts[0] and parts[1] and all(SEGMENT.fullmatch(p) for p in parts)):
+            raise TokenError(NOT_A_JWT)
+        header = _json_segment(parts[0], "header is")
         if header.get("alg") != self.algorithm:
-            raise TokenError("not the pinned algorithm")
-        if "crit" in header:
-            raise TokenError("critical header extensions are not supported")
-        if str(header.get("typ", "")).lower() not in TOKEN_TYPES:
-            raise TokenError("not an access token (typ)")
-        key = self.keys.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+            raise TokenError(f"The alg value is not allowed: tokens here are signed with {self.algorithm}")
+        if "crit" in header or header.get("b64", True) is False:
+            raise TokenError("Critical header extensions (crit, b64) are not supported")
+        typ = header.get("typ")
+        if not (isinstance(typ, str) and typ.lower() in TOKEN_TYPES):
+            raise TokenError(f"The token is not an access token (typ is not {TOKEN_TYPE})")
+        kid = header.get("kid")
+        key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
-            raise TokenError("signed by a key we do not trust (kid)")
+            raise TokenError("The token is signed with an unknown key (kid): not one of the keys we publish")
         signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
         signature = _b64decode(parts[2])
         try:
@@ -200,30 +258,39 @@ class Verifier:
             else:
                 key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
-            raise TokenError("bad signature") from None
-        return header, _json_segment(parts[1])
+            raise TokenError(
+                "Signature verification failed: the token was altered, or its signature is not ours"
+            ) from None
+        return _json_segment(parts[1], "claims are")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _seconds(value) -> int:
+    """A NumericDate (RFC 7519: a JSON number of seconds since 1970) in whole seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenError("The claims exp, iat and nbf must be numbers (seconds since 1970)")
+    return int(value)
 
 
 def _b64decode(segment: str) -> bytes:
+    """Strict base64url: only the one canonical spelling of the bytes (as PyJWT insists too)."""
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        raise TokenError("malformed token") from None
+        raise TokenError(NOT_A_JWT) from None
+    if _b64url(data) != segment:
+        raise TokenError(NOT_A_JWT)
+    return data
 
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number a token may carry")  # NaN, Infinity: exp would never come
 
 
-def _json_segment(segment: str) -> dict:
+def _json_segment(segment: str, what: str) -> dict:
     try:
         value = json.loads(_b64decode(segment), parse_constant=_no_constant)
     except (ValueError, RecursionError):  # RecursionError: arrays nested past the interpreter's limit
-        raise TokenError("malformed token") from None
+        raise TokenError(f"The token's {what} not a JSON object") from None
     if not isinstance(value, dict):
-        raise TokenError("malformed token")
+        raise TokenError(f"The token's {what} not a JSON object")
     return value

@@ -206,8 +206,8 @@ LOW_BALANCE_FRACTION = float(os.getenv("LOW_BALANCE_FRACTION", "0.1"))
 STORE_URL = os.getenv("STORE_URL", PORTAL_BASE_URL)
 
 # --- Access tokens: POST /api/token/, /.well-known/jwks.json, the balance API ---
-# The contract (header, claims, checks) is in accounts/tokens.py and docs/api.md.
-# simplejwt reads SIMPLE_JWT; accounts/keys.py turns its keys into a keyring.
+# The contract (header, claims, checks) is authorizer/tokens.py (shared with the gate) and docs/api.md;
+# accounts/keys.py turns these keys into a keyring, accounts/tokens.py signs with PyJWT.
 
 
 def envpem(name: str) -> str:
@@ -227,7 +227,7 @@ def envpem(name: str) -> str:
 # here once, outside the repository.
 JWT_DEV_KEY_DIR = Path(os.getenv("JWT_DEV_KEY_DIR", "~/.local/share/creditportal/dev-jwt")).expanduser()
 
-SIMPLE_JWT = {
+JWT = {
     "ALGORITHM": os.getenv("JWT_ALGORITHM", "ES256"),  # ES256 or RS256; verifiers pin it
     # Signs tokens (Django only).
     "SIGNING_KEY": envpem("JWT_PRIVATE_KEY"),
@@ -237,11 +237,6 @@ SIMPLE_JWT = {
     "ISSUER": os.getenv("JWT_ISSUER", "creditportal"),
     "AUDIENCE": os.getenv("JWT_AUDIENCE", "creditportal-api"),
     "LEEWAY": envint("JWT_LEEWAY", "5"),  # seconds of clock skew allowed on exp and iat
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),  # part of the contract: expires_in is 300
-    "JTI_CLAIM": "jti",
-    # A machine token has no user and needs no type claim: the header's
-    # typ "at+jwt" (RFC 9068) says what it is.
-    "TOKEN_TYPE_CLAIM": None,
 }
 
 # --- Deployment (Zappa on Lambda) ------------------------------------------

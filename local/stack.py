@@ -86,7 +86,7 @@ def authorizer_settings() -> dict[str, str]:
         key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         for key in keyring.public_keys.values()
     )
-    conf = settings.SIMPLE_JWT
+    conf = settings.JWT
     return {
         "MIRROR_TABLE": settings.MIRROR_TABLE,
         "JWT_PUBLIC_KEY": public,

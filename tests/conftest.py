@@ -169,7 +169,7 @@ def past_usage(db):
 @pytest.fixture(scope="session", autouse=True)
 def jwt_keys(request):
     """A token signing key pair for the whole session, put where JWT_PRIVATE_KEY and
-    JWT_PUBLIC_KEY would (settings.SIMPLE_JWT). Issue tokens with accounts.tokens.token_issue,
+    JWT_PUBLIC_KEY would (settings.JWT). Issue tokens with accounts.tokens.token_issue,
     or sign your own with `private_pem`; verifiers get `public_pem`.
     Attributes: algorithm, private_pem, public_pem, kid, issuer, audience, leeway.
     None when Django is not loaded (`pytest tests/authorizer -p no:django`)."""
@@ -188,9 +188,9 @@ def jwt_keys(request):
     private_pem = keys.private_key_generate(algorithm)
     public_pem = keys.public_pem(private_pem)
     keyed = {"ALGORITHM": algorithm, "SIGNING_KEY": private_pem, "VERIFYING_KEY": public_pem}
-    override = override_settings(SIMPLE_JWT={**settings.SIMPLE_JWT, **keyed})
+    override = override_settings(JWT={**settings.JWT, **keyed})
     override.enable()
-    conf = settings.SIMPLE_JWT
+    conf = settings.JWT
     yield SimpleNamespace(
         algorithm=algorithm,
         private_pem=private_pem,

@@ -270,8 +270,8 @@ def test_a_token_of_a_suspended_customer_is_refused_until_reactivated(client, al
 def test_a_token_of_the_previous_signing_key_still_works_during_a_rotation(client, settings, alice_credits, jwt_keys):
     token = get_token(client, alice_credits)
     new_private = keys.private_key_generate("ES256")
-    settings.SIMPLE_JWT = {
-        **settings.SIMPLE_JWT,
+    settings.JWT = {
+        **settings.JWT,
         "SIGNING_KEY": new_private,
         "VERIFYING_KEY": jwt_keys.public_pem + keys.public_pem(new_private),
     }
@@ -279,5 +279,5 @@ def test_a_token_of_the_previous_signing_key_still_works_during_a_rotation(clien
     assert balance(client, get_token(client, alice_credits)).status_code == 200
 
     # Rotation done: the old key is withdrawn, and its tokens with it.
-    settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "VERIFYING_KEY": keys.public_pem(new_private)}
+    settings.JWT = {**settings.JWT, "VERIFYING_KEY": keys.public_pem(new_private)}
     assert_refused(balance(client, token), "unknown key")

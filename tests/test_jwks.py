@@ -59,8 +59,8 @@ def test_two_active_keys_are_both_listed_and_a_token_of_the_second_verifies(clie
     # Rotation, step 2: the new key signs; the old one stays published until its tokens expire.
     new_private = keys.private_key_generate("ES256")
     new_public = keys.public_pem(new_private)
-    settings.SIMPLE_JWT = {
-        **settings.SIMPLE_JWT,
+    settings.JWT = {
+        **settings.JWT,
         "SIGNING_KEY": new_private,
         "VERIFYING_KEY": jwt_keys.public_pem + new_public,
     }
@@ -76,8 +76,8 @@ def test_two_active_keys_are_both_listed_and_a_token_of_the_second_verifies(clie
 
 def test_with_rs256_the_jwks_holds_rsa_keys_and_tokens_verify(client, settings, alice_credits):
     private = keys.private_key_generate("RS256")
-    settings.SIMPLE_JWT = {
-        **settings.SIMPLE_JWT,
+    settings.JWT = {
+        **settings.JWT,
         "ALGORITHM": "RS256",
         "SIGNING_KEY": private,
         "VERIFYING_KEY": keys.public_pem(private),

@@ -10,10 +10,10 @@ from accounts import keys
 
 @pytest.fixture
 def jwt_conf(settings):
-    """Set SIMPLE_JWT keys (and anything else) for one test: jwt_conf(SIGNING_KEY=..., ...)."""
+    """Set JWT keys (and anything else) for one test: jwt_conf(SIGNING_KEY=..., ...)."""
 
     def configure(**changes):
-        settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, **changes}
+        settings.JWT = {**settings.JWT, **changes}
 
     return configure
 

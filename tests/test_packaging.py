@@ -225,7 +225,7 @@ def mint(algorithm, key, kid):
     now = int(time.time())
     header = {"alg": algorithm, "typ": "at+jwt", "kid": kid}
     claims = {"iss": "http://portal.test", "aud": "creditportal-gateway", "sub": "cus_x", "client_id": "cli_x",
-              "ver": 1, "scope": "demo", "iat": now, "exp": now + 300}
+              "ver": 1, "scope": "demo", "iat": now, "exp": now + 300, "jti": "smoke"}
     signing_input = (b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())).encode()
     if algorithm == "ES256":
         r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))

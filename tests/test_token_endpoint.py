@@ -174,7 +174,43 @@ def test_issuing_a_token_writes_nothing(client, alice_credits, jwt_keys):
         assert_issued(form(client, creds(alice_credits)), jwt_keys)
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
     assert set(statements) <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
-    assert statements.count("SELECT") == 2  # the credential with its customer; the customer's products
+    assert statements.count("SELECT") == 1  # the credential with its customer and the customer's products
+
+
+@pytest.mark.parametrize(
+    "ask, scope",
+    [
+        (lambda c, a: form(c, creds(a)), "maps weather"),
+        (lambda c, a: form(c, creds(a, scope="weather")), "weather"),
+        (lambda c, a: form(c, {"grant_type": "client_credentials"}, **basic(a.credential.client_id, a.secret)),
+         "maps weather"),
+        (lambda c, a: c.post(URL, creds(a), content_type="application/json"), "maps weather"),
+    ],
+    ids=["form", "narrowed scope", "basic", "json"],
+)  # fmt: skip
+def test_a_token_costs_one_query(client, alice_credits, jwt_keys, django_assert_num_queries, ask, scope):
+    with django_assert_num_queries(1):  # the credential, its customer and the customer's products, joined
+        response = ask(client, alice_credits)
+    assert_issued(response, jwt_keys, scope=scope)
+
+
+@pytest.mark.parametrize(
+    "refused, queries",
+    [
+        (lambda a, b: creds(a, client_secret=b.secret), 1),
+        (lambda a, b: creds(a, scope="geo"), 1),
+        (lambda a, b: creds(a, client_id="cli_nosuchclient2345678"), 1),
+        (lambda a, b: creds(a, client_id="not a client id"), 0),
+        (lambda a, b: creds(a, grant_type="password"), 0),
+    ],
+    ids=["wrong secret", "scope not owned", "unknown client", "not a client id", "another grant type"],
+)
+def test_a_refused_token_request_costs_at_most_one_query(
+    client, alice_credits, bob, django_assert_num_queries, refused, queries
+):
+    with django_assert_num_queries(queries):
+        response = form(client, refused(alice_credits, bob))
+    assert response.status_code in (400, 401)
 
 
 # --- refused -----------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ HEADER = {"alg": "ES256", "typ": "at+jwt", "kid": KEY.kid}
 
 def _payload(**changes) -> bytes:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, **CLAIMS} | changes
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, "jti": "j1", **CLAIMS} | changes
     return json.dumps({k: v for k, v in claims.items() if v is not ...}).encode()
 
 
