@@ -178,6 +178,62 @@ FORGED = {
     "a header nested 4096 deep (8 KB)": lambda c: jws(b"[" * 4096 + b"]" * 4096, c.claims(), STRANGER),
     "a payload nested 4096 deep (8 KB)": lambda c: jws(c.header(kid=STRANGER.kid), b"[" * 4096 + b"]" * 4096, STRANGER),
     "64 KB of junk": lambda c: "x" * 65536,
+    # Garbage of every other shape (issue 12, finding 11: none of it may be answered in Python's words).
+    "no dots at all": lambda c: "not-a-token",
+    "one dot": lambda c: "not.atoken",
+    "three empty parts": lambda c: "..",
+    "four segments": lambda c: c.good() + ".AAAA",
+    "three parts, not base64url": lambda c: "%%%.%%%.%%%",
+    "three parts of non-ASCII": lambda c: "\u00fc.\u00fc.\u00fc",
+    "base64url padding": lambda c: c.good().replace(".", "==.", 1) if len(c.good().split(".")[0]) % 4 == 2 else
+                                   c.good().replace(".", "=.", 1),
+    "base64url, but not JSON": lambda c: f"{_b64(b'hello')}.{_b64(b'world')}.{_b64(b'sig')}",
+    "a header that is not UTF-8": lambda c: f"{_b64(bytes([255, 254, 0]))}.{c.good().split('.', 1)[1]}",
+    "a header that is a JSON array": lambda c: f"{_b64(b'[1]')}.{c.good().split('.', 1)[1]}",
+    "well signed claims that are a JSON array": lambda c: jws(c.header(), b"[1, 2]", c.ours),
+    "well signed claims that are not JSON": lambda c: jws(c.header(), b"claims", c.ours),
+    "well signed, exp a string": lambda c: c.good(exp=str(now() + 300)),
+    "well signed, exp infinite": lambda c: jws(c.header(), _json(c.claims())[:-1] + b', "exp": 1e400}', c.ours),
+    "well signed, exp NaN": lambda c: jws(c.header(), _json(c.claims())[:-1] + b', "exp": NaN}', c.ours),
+    "well signed, no claims at all": lambda c: jws(c.header(), {}, c.ours),
+    "well signed, sub not a customer id": lambda c: c.good(sub="alice"),
+    "well signed, ver a string": lambda c: c.good(ver="1"),
+    "well signed, scope a list": lambda c: c.good(scope=["weather"]),
+    "well signed, typ JWT": lambda c: jws(c.header(typ="JWT"), c.claims(), c.ours),
+    "well signed, crit": lambda c: jws(c.header(crit=["exp"]), c.claims(), c.ours),
+}  # fmt: skip
+# What the balance API's 401 says about each (one of these phrases, in the API's words).
+SAYS = {
+    "alg none": "alg value is not allowed", "alg NONE with our signature kept": "alg value is not allowed",
+    "HS256 keyed with our public key": "alg value is not allowed", "HS256 keyed with our kid": "alg value is not allowed",
+    "RS256 by a key not ours, under our kid": "alg value is not allowed", "an unknown kid": "unknown key",
+    "no kid": "unknown key", "a kid that is not a string": "unknown key",
+    "our kid on a token signed by a key not ours": "Signature verification failed",
+    "the second key's kid on a token signed by the first": "Signature verification failed",
+    "the first key's kid on a token signed by the second": "Signature verification failed",
+    "a key not ours, under its own kid": "unknown key", "a key not ours, embedded in the header (jwk)": "unknown key",
+    "a key not ours, by URL (jku)": "unknown key", "expired": "has expired", "not yet valid (iat)": "not yet valid (iat)",
+    "not yet valid (nbf)": "not yet valid (nbf)", "wrong iss": "issuer (iss) is not creditportal",
+    "wrong aud": "Audience (aud) is not creditportal-api", "an aud list without ours": "Audience (aud) is not",
+    "a tampered payload": "Signature verification failed", "a tampered header": "alg value is not allowed",
+    "the signature of another of our tokens": "Signature verification failed",
+    "truncated signature": ("not a JWT", "Signature verification failed"),  # a cut may leave canonical base64url
+    "no signature": "Signature verification failed", "two segments": "not a JWT", "the header alone": "not a JWT",
+    "an oversized header (64 KB), signed by a key not ours under our kid": "Signature verification failed",
+    "a header nested 4096 deep (8 KB)": "header is not a JSON object",
+    "a payload nested 4096 deep (8 KB)": "unknown key", "64 KB of junk": "not a JWT",
+    "no dots at all": "not a JWT", "one dot": "not a JWT", "three empty parts": "not a JWT",
+    "four segments": "not a JWT", "three parts, not base64url": "not a JWT", "three parts of non-ASCII": "not a JWT",
+    "base64url padding": "not a JWT", "base64url, but not JSON": "header is not a JSON object",
+    "a header that is not UTF-8": "header is not a JSON object",
+    "a header that is a JSON array": "header is not a JSON object",
+    "well signed claims that are a JSON array": "claims are not a JSON object",
+    "well signed claims that are not JSON": "claims are not a JSON object",
+    "well signed, exp a string": "must be numbers", "well signed, exp infinite": "must be numbers",
+    "well signed, exp NaN": "claims are not a JSON object", "well signed, no claims at all": "has no iss, aud, sub",
+    "well signed, sub not a customer id": "a customer id (cus_...)", "well signed, ver a string": "ver is not an integer",
+    "well signed, scope a list": "scope is not product slugs", "well signed, typ JWT": "not an access token",
+    "well signed, crit": "Critical header extensions",
 }  # fmt: skip
 # Valid tokens, signed by us, that must still be refused: they name a product they do not cover,
 # or speak for a credential revoked or rotated since, or for a suspended customer.
@@ -194,7 +250,7 @@ TOKENS = FORGED | REFUSED
 def trusted_keys(jwt_keys, settings):
     """Django trusts the session's key and SECOND (as mid-rotation); the PEM text both doors are given."""
     pem = jwt_keys.public_pem + SECOND.public_pem
-    settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "VERIFYING_KEY": pem}
+    settings.JWT = {**settings.JWT, "VERIFYING_KEY": pem}
     return pem
 
 
@@ -297,6 +353,50 @@ def test_the_balance_api_answers_401_and_writes_nothing(no_mirror, ctx, client, 
     assert response["WWW-Authenticate"].startswith('Bearer realm="creditportal", error="invalid_token"')
     assert set(response.json()) == {"detail"}
     assert app_rows() == before
+
+
+def python_says(token: str) -> set[str]:
+    """What Python itself says when this token is taken apart naively (unpacking its parts, decoding
+    them, reading their JSON and its times): texts that must never reach a caller."""
+    said = set()
+    steps = [
+        lambda t: (lambda header, payload, signature: None)(*t.split(".")),
+        lambda t: [base64.urlsafe_b64decode(part) for part in t.split(".")],
+        lambda t: [base64.b64decode(part, validate=True) for part in t.split(".")],
+        lambda t: [json.loads(base64.urlsafe_b64decode(part + "==")) for part in t.split(".")[:2]],
+        lambda t: [json.loads(base64.urlsafe_b64decode(part + "==").decode()) for part in t.split(".")[:2]],
+        lambda t: int(json.loads(base64.urlsafe_b64decode(t.split(".")[1] + "=="))["exp"]),
+    ]
+    for step in steps:
+        try:
+            step(token)
+        except Exception as e:
+            said |= {str(e), type(e).__name__}
+    return {text for text in said if len(text) > 6}
+
+
+PYTHON_WORDS = ["Traceback", "Error", "unpack", "line 1 column", "codec", "NoneType", "object has no attribute",
+                "invalid literal", "Expecting", "Incorrect padding", "not subscriptable", "(char "]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FORGED)
+def test_the_balance_api_says_what_is_wrong_in_its_own_words(no_mirror, ctx, client, case):
+    token = FORGED[case](ctx)
+
+    response = balance(client, token)
+
+    assert response.status_code == 401, response.content
+    detail = response.json()["detail"]
+    says = SAYS[case] if isinstance(SAYS[case], tuple) else (SAYS[case],)
+    assert any(phrase in detail for phrase in says), (detail, says)
+    assert detail.startswith(("The access token is invalid: ", "The access token has expired: ")), detail
+    for text in python_says(token) | set(PYTHON_WORDS):
+        assert text not in detail, (text, detail)
+        assert text not in response["WWW-Authenticate"], (text, response["WWW-Authenticate"])
+
+
+def test_every_forged_token_has_its_expected_answer():
+    assert set(SAYS) == set(FORGED)
 
 
 def test_the_balance_api_shows_a_token_only_its_own_products(no_mirror, ctx, client, app_rows):
