@@ -18,7 +18,9 @@ an Allow, and a refused token never reaches DynamoDB.
 
 Imports nothing from Django or outside `authorizer/`, and botocore rather than
 boto3 (boto3 would also load s3transfer and the resource layer, which a
-cold start pays for and the gate never uses).
+cold start pays for and the gate never uses); its botocore client knows the
+two operations the gate sends and leaves botocore's docs machinery unloaded
+(see authorizer/dynamodb.py and authorizer/deferred.py).
 """
 
 import gc
@@ -34,9 +36,11 @@ import logging  # noqa: E402
 import os  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-import botocore.session  # noqa: E402
-from botocore.config import Config as ClientConfig  # noqa: E402
+from authorizer import deferred  # noqa: E402
 
+deferred.defer_heavy_imports()  # before anything imports botocore or cryptography
+
+from authorizer import dynamodb  # noqa: E402
 from authorizer.config import Config, ConfigError, config_from_env  # noqa: E402
 from authorizer.events import AuthorizerEvent, BadEvent, event_view  # noqa: E402
 from authorizer.gate import INTERNAL_ERROR, PRODUCT_NOT_IN_TOKEN, UNKNOWN_API, Gate  # noqa: E402
@@ -65,23 +69,6 @@ class Runtime:
     gate: Gate
 
 
-def dynamodb_client(read_timeout: float = 2.0):
-    """A botocore DynamoDB client. botocore reads AWS_ENDPOINT_URL and credentials itself.
-
-    No retries inside botocore: the gate retries only what surely did not land
-    (see gate.Gate._send), so a timed-out spend is never sent twice.
-    """
-    session = botocore.session.get_session()
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return session.create_client(
-        "dynamodb",
-        region_name=region,
-        config=ClientConfig(
-            connect_timeout=1, read_timeout=read_timeout, retries={"mode": "standard", "total_max_attempts": 1}
-        ),
-    )
-
-
 def runtime_from_env(environ=None) -> Runtime:
     config = config_from_env(environ)
     verifier = Verifier(
@@ -92,7 +79,7 @@ def runtime_from_env(environ=None) -> Runtime:
         leeway=config.leeway,
     )
     gate = Gate(
-        client=dynamodb_client(config.dynamodb_timeout),
+        client=dynamodb.client(read_timeout=config.dynamodb_timeout),
         table=config.table,
         route_ttl=config.route_ttl,
         product=config.product,

@@ -35,9 +35,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+# Not `serialization` itself: its __init__ imports SSH key support, which the
+# gate never uses (authorizer/deferred.py defers that package for the handler).
+from cryptography.hazmat.primitives.serialization.base import load_pem_public_key
 
 from authorizer.config import ConfigError
 
@@ -133,7 +137,7 @@ def load_public_keys(pem_text: str, algorithm: str) -> dict[str, object]:
     keys = {}
     for number, block in enumerate(PEM_BLOCK.finditer(pem_text), 1):
         try:
-            key = serialization.load_pem_public_key(block.group(0).encode())
+            key = load_pem_public_key(block.group(0).encode())
         except ValueError as e:
             raise ConfigError(f"JWT_PUBLIC_KEY: key {number} is not a PEM public key: {e}") from e
         key_check(key, algorithm, f"JWT_PUBLIC_KEY (key {number})")

@@ -52,9 +52,9 @@ def main(runs: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JWT_", "AUTHORIZER_", "MIRROR_"))}
         env |= environ(url) | {"PYTHONDONTWRITEBYTECODE": "0"}
         os.environ.update(environ(url))
-        from authorizer.handler import dynamodb_client
+        from tests.authorizer.support import full_dynamodb_client
 
-        prepare_table(dynamodb_client())
+        prepare_table(full_dynamodb_client())
         the_event = json.dumps(event("rest_request"))
         authorizer_code = AUTHORIZER.replace("EVENT", f"__import__('json').loads({the_event!r})")
         boto3_code = BOTO3.replace("PARAMS", repr(raw_update_params()))

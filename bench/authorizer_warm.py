@@ -21,13 +21,13 @@ def main(iterations: int) -> None:
     moto, url = start_moto()
     try:
         os.environ.update(environ(url))
-        from authorizer import handler
-        from tests.authorizer.support import RequestCounter
+        from authorizer import dynamodb, handler
+        from tests.authorizer.support import RequestCounter, full_dynamodb_client
 
         handler.reset()
         client = handler.runtime().gate.client
-        raw = handler.dynamodb_client()  # a client of its own, configured the same way
-        prepare_table(raw)
+        raw = dynamodb.client()  # a client of its own, configured the same way
+        prepare_table(full_dynamodb_client())
         the_event, params = event("rest_request"), raw_update_params()
 
         for _ in range(200):  # warm both: connections, route cache, token cache

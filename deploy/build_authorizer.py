@@ -5,7 +5,9 @@
 Dependencies are read from authorizer/requirements.txt and installed as
 Lambda-platform wheels (see deploy/lambda_platform.py); botocore comes with
 the runtime. Fails (exit 1) when the zip is over 5 MiB or asks for a newer
-glibc than the runtime has.
+glibc than the runtime has, and before building when the trimmed DynamoDB
+model in authorizer/botocore_data/ is not what the botocore installed here
+gives (`python -m deploy.dynamodb_model` writes it again).
 """
 
 import argparse
@@ -13,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from deploy import dynamodb_model
 from deploy.lambda_platform import (
     MAX_GLIBC,
     PLATFORM,
@@ -45,8 +48,12 @@ def authorizer_sources() -> list[Path]:
 
 
 def build(output: Path, work: Path) -> int:
-    steps = Steps(5, "authorizer-zip")
+    steps = Steps(6, "authorizer-zip")
     package = work / "package"
+
+    steps("checking the trimmed DynamoDB model against the installed botocore")
+    if dynamodb_model.main(["--check"]):
+        raise SystemExit("authorizer-zip: the trimmed DynamoDB model is out of date (see above)")
 
     steps(f"cleaning {work}")
     shutil.rmtree(work, ignore_errors=True)

@@ -137,6 +137,8 @@ def test_it_holds_every_authorizer_module_but_the_tests(authorizer_zip):
     with zipfile.ZipFile(authorizer_zip) as archive:
         names = archive.namelist()
     assert "authorizer/mirror.py" in expected
+    # ... and the trimmed DynamoDB model its botocore client loads (authorizer/dynamodb.py).
+    expected.add("authorizer/botocore_data/dynamodb/2012-08-10/service-2.json")
     assert {name for name in names if name.startswith("authorizer/")} == expected
     assert [
         name for name in names if "tests" in name.split("/") or "__pycache__" in name or name.endswith(".pyc")
@@ -242,9 +244,13 @@ for algorithm, key in [("ES256", ec.generate_private_key(ec.SECP256R1())), ("RS2
     verifier = Verifier(keys=keys, algorithm=algorithm, issuer="http://portal.test", audience="creditportal-gateway", leeway=5)
     verified.append(verifier.verify(mint(algorithm, key, next(iter(keys)))).client_id)
 
+import authorizer.handler
+client = authorizer.handler.runtime().gate.client
 print(json.dumps({
     "files": [m.__file__ for m in (authorizer, cryptography)],
     "modules": modules,
+    "operations": client.meta.service_model.operation_names,
+    "model": authorizer.dynamodb.DynamoDBLoader(extra_search_paths=[str(authorizer.dynamodb.DATA_PATH)]).load_data_with_path("dynamodb/2012-08-10/service-2")[1],
     "verified": verified,
     "django": sorted(m for m in sys.modules if m.split(".")[0] in ("django", "rest_framework", "accounts", "ledger", "creditportal")),
 }))
@@ -283,6 +289,8 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
     report = json.loads(result.stdout)
     assert all(path.startswith(str(authorizer_unzipped)) for path in report["files"]), report["files"]
     assert "authorizer.mirror" in report["modules"]
+    assert report["operations"] == ["GetItem", "UpdateItem"]
+    assert report["model"] == str(authorizer_unzipped / "authorizer/botocore_data/dynamodb/2012-08-10/service-2")
     assert report["verified"] == ["cli_x", "cli_x"]
     assert report["django"] == []
 

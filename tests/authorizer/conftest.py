@@ -4,15 +4,14 @@ import os
 
 import pytest
 
-from authorizer.handler import dynamodb_client
 from authorizer.mirror import TABLE_DEFINITION
-from tests.authorizer.support import RequestCounter, balance_item, route_item
+from tests.authorizer.support import RequestCounter, balance_item, full_dynamodb_client, route_item
 
 
 @pytest.fixture
 def dynamodb(aws):
     """A botocore DynamoDB client of our own on the emptied moto server, with the mirror table."""
-    client = dynamodb_client()
+    client = full_dynamodb_client()
     client.create_table(TableName=os.environ["MIRROR_TABLE"], **TABLE_DEFINITION)
     return client
 

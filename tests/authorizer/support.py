@@ -2,6 +2,7 @@
 contract (as Django's token endpoint issues them), API Gateway events, mirror items."""
 
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ def mint(
         payload.pop(name)
     header = {"typ": "at+jwt", "kid": key.kid} | (headers or {})
     return jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers=header)
+
+
+def full_dynamodb_client():
+    """A plain botocore DynamoDB client (every operation) to set the mirror up and read it back:
+    the gate's own knows only GetItem and UpdateItem. botocore reads AWS_ENDPOINT_URL itself."""
+    import botocore.session
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return botocore.session.get_session().create_client("dynamodb", region_name=region)
 
 
 def load_event(kind: str, *, token: str | None, api_id: str = EVENT_API_ID) -> dict:

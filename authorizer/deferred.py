@@ -1,0 +1,117 @@
+"""Modules the gate's libraries import that its cold start never runs: registered, run only when used.
+
+Lambda bills the init phase, and a scale-out pays it on a caller's request.
+Two packages the gate needs import, on their way, modules that only serve
+other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
+
+* `botocore.client` imports `botocore.docs.docstring`, and with it the
+  modules that render reference documentation, to give every client method
+  a docstring that is built only when read (`help(client.get_item)`).
+  `botocore.handlers` imports `botocore.docs.utils`, whose package
+  `__init__` imports the whole service documenter.
+* `cryptography.hazmat.primitives.serialization` imports its SSH key and
+  certificate support (and through it ciphers, DSA, Ed25519); the gate loads
+  PEM public keys only (`serialization.base`).
+
+`defer_heavy_imports()` registers those modules in `sys.modules` as the real
+module objects (their spec, `__path__`, `__file__`) whose code has not run
+yet: it runs, into the same object, when a name the module does not hold yet
+is looked up. botocore's docstring classes get stand-ins that render through
+the real ones, so a docstring read later is the one botocore would have
+written. Nothing is patched: the code that runs is the packages' own, later.
+On a botocore or cryptography laid out otherwise (a module missing or moved),
+a deferral does nothing and everything loads as usual.
+
+Call it before anything imports botocore or cryptography, or they are loaded already.
+"""
+
+import importlib.util
+import sys
+
+BOTOCORE_DOCS = "botocore.docs"
+BOTOCORE_DOCSTRING = "botocore.docs.docstring"
+# What botocore.client and botocore.waiter take from botocore.docs.docstring.
+DOCSTRING_CLASSES = ("ClientMethodDocstring", "PaginatorDocstring", "WaiterDocstring")
+CRYPTOGRAPHY_SERIALIZATION = "cryptography.hazmat.primitives.serialization"
+
+
+def defer_module(name: str, stand_ins: dict | None = None):
+    """Register module `name` without running its code until a name it does not hold is looked up.
+
+    Dunder names aside: the import system probes those (`__path__` of a
+    module, `__spec__`) and gets an AttributeError as for any module.
+    When the code runs, its own definitions replace `stand_ins`. Returns the
+    module, or None when it is imported already or cannot be found.
+    """
+    if name in sys.modules:
+        return None
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+
+    def load() -> None:
+        if module.__dict__.pop("__getattr__", None) is not None:
+            spec.loader.exec_module(module)
+
+    def __getattr__(attribute: str):
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+        load()
+        return getattr(module, attribute)
+
+    module.__dict__.update(stand_ins or {})
+    module.__dict__["__getattr__"] = __getattr__
+    module.__dict__["_run_deferred"] = load
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:  # as the import system does: `import botocore.docs` then finds botocore.docs
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def is_deferred(name: str) -> bool:
+    """True while module `name` is registered but its code has not run."""
+    module = sys.modules.get(name)
+    return module is not None and "__getattr__" in vars(module) and "_run_deferred" in vars(module)
+
+
+class DeferredDocstring(str):
+    """Stands in for one of botocore's LazyLoadedDocstring classes: renders through the real one when read."""
+
+    real_name = ""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self._args, self._kwargs, self._real = args, kwargs, None
+
+    def _render(self) -> str:
+        if self._real is None:
+            module = sys.modules[BOTOCORE_DOCSTRING]
+            vars(module).get("_run_deferred", lambda: None)()
+            self._real = getattr(module, self.real_name)(*self._args, **self._kwargs)
+        return str(self._real)
+
+    def expandtabs(self, tabsize=8):  # what help() reads (see botocore's LazyLoadedDocstring)
+        return self._render().expandtabs(tabsize)
+
+    def __str__(self):
+        return self._render()
+
+    __repr__ = __str__
+
+
+def defer_botocore_docs() -> None:
+    if "botocore.client" in sys.modules or defer_module(BOTOCORE_DOCS) is None:
+        return  # loaded already (or no such package): nothing to save
+    stand_ins = {name: type(name, (DeferredDocstring,), {"real_name": name}) for name in DOCSTRING_CLASSES}
+    defer_module(BOTOCORE_DOCSTRING, stand_ins)
+
+
+def defer_heavy_imports() -> None:
+    """Defer botocore's docs machinery and cryptography's serialization package (see the module docstring)."""
+    defer_botocore_docs()
+    defer_module(CRYPTOGRAPHY_SERIALIZATION)

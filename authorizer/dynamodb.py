@@ -1,0 +1,85 @@
+"""The gate's DynamoDB client: a plain botocore client, made to cost less of a cold start.
+
+It is botocore's own client (its credential chain, SigV4 signer, endpoint
+rules, retries and timeouts); what differs is what it loads to be made:
+
+* A service model of the two operations the gate sends. `botocore_data/`
+  holds botocore's DynamoDB model trimmed to GetItem and UpdateItem and the
+  shapes they reach (written by `python -m deploy.dynamodb_model` from the
+  installed botocore's model; a test and the zip's build check it is current).
+  It is the first of the loader's extra search paths (botocore's data path,
+  where AWS_DATA_PATH's entries follow it), so botocore loads it instead of its
+  62-operation model; every other data file (endpoint rules, partitions,
+  defaults) is botocore's own.
+* Before it loads a service model, botocore's loader lists every service in
+  every search path (440-odd directories, once for the model and once for its
+  endpoint rules) only to check that the name exists. This loader is told the
+  one service it serves and looks at that one alone (see `DynamoDBLoader`).
+
+Import it after `authorizer.deferred.defer_heavy_imports()`: it imports botocore.
+"""
+
+import os
+from pathlib import Path
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import DataNotFoundError
+from botocore.loaders import Loader, instance_cache
+
+DATA_PATH = Path(__file__).resolve().parent / "botocore_data"
+SERVICE = "dynamodb"
+OPERATIONS = ("GetItem", "UpdateItem")
+
+
+class DynamoDBLoader(Loader):
+    """botocore's loader that knows it is asked for one service only.
+
+    `list_available_services` answers from that service's own directories
+    (through `list_api_versions`, as botocore's does per service) instead of
+    listing all of them; everything else is botocore's Loader.
+    """
+
+    def __init__(self, *, services=(SERVICE,), **kwargs):
+        super().__init__(**kwargs)
+        self.services = tuple(services)
+
+    @instance_cache
+    def list_available_services(self, type_name):
+        known = []
+        for service in self.services:
+            try:
+                self.list_api_versions(service, type_name)
+            except DataNotFoundError:
+                continue
+            known.append(service)
+        return sorted(known)
+
+
+def search_paths(session) -> list[str]:
+    """The trimmed model first, then botocore's data path setting (AWS_DATA_PATH), as botocore expands it."""
+    configured = session.get_config_variable("data_path") or ""
+    paths = [os.path.expanduser(os.path.expandvars(p)) for p in configured.split(os.pathsep) if p]
+    return [str(DATA_PATH), *paths]
+
+
+def client(*, read_timeout: float = 2.0, connect_timeout: float = 1.0):
+    """A botocore DynamoDB client of GetItem and UpdateItem. botocore reads AWS_ENDPOINT_URL and credentials itself.
+
+    No retries inside botocore: the gate retries only what surely did not land
+    (see gate.Gate._send), so a timed-out spend is never sent twice.
+    """
+    session = botocore.session.Session()
+    session.register_component("data_loader", DynamoDBLoader(extra_search_paths=search_paths(session)))
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return session.create_client(
+        SERVICE,
+        region_name=region,
+        config=Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "total_max_attempts": 1},
+            # Opt-in for DynamoDB, and it would need DescribeEndpoints, which the trimmed model leaves out.
+            endpoint_discovery_enabled=False,
+        ),
+    )
