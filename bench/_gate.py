@@ -34,12 +34,17 @@ def free_port() -> int:
 
 def start_moto() -> tuple[subprocess.Popen, str]:
     """`python -m moto.server` in its own process (so it does not compete for our GIL): (process, url)."""
+    return _serve([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p"])
+
+
+def start_instant_dynamodb() -> tuple[subprocess.Popen, str]:
+    """bench/_instant_dynamodb.py, a DynamoDB endpoint that answers at once, in its own process: (process, url)."""
+    return _serve([sys.executable, str(Path(__file__).with_name("_instant_dynamodb.py"))])
+
+
+def _serve(command: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen([*command, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -48,7 +53,7 @@ def start_moto() -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError("moto server did not start")
+    raise RuntimeError(f"{' '.join(command)} did not start")
 
 
 def environ(endpoint: str, **extra) -> dict[str, str]:

@@ -7,6 +7,12 @@ is left out). Runs alternate between the two, many times; medians compared.
 Two authorizer variants: routed by API id (a GetItem, then the UpdateItem) and
 pinned with AUTHORIZER_PRODUCT (the UpdateItem alone).
 
+Then where the time goes: a few more fresh processes of each under
+`python -X importtime`, each module's own time (not counting the modules it
+imports, which would blame whoever imports a shared module first) summed per
+top-level package; medians, the three largest shown. The handler module's
+own time is its init (the botocore client, the keys), shown apart.
+
 Run: .venv/bin/python bench/authorizer_cold.py [runs]   (or `make bench`)
 """
 
@@ -14,11 +20,15 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter, defaultdict
 
 from _gate import ROOT, environ, event, median, prepare_table, raw_update_params, start_moto
 from _report import Ratio, command, report
+from tqdm import tqdm
 
-GOAL = 1.0
+GOAL = 0.50
+BREAKDOWN_RUNS = 9
+HANDLER_INIT = "authorizer.handler init (client, keys)"
 
 AUTHORIZER = """
 import time
@@ -46,6 +56,37 @@ def timed(code: str, env: dict[str, str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def import_costs(code: str, env: dict[str, str], runs: int = BREAKDOWN_RUNS) -> tuple[float, list[tuple[str, float]]]:
+    """(median total, [(package, median seconds)] largest first) of `code`'s imports under -X importtime."""
+    totals, per_package = [], defaultdict(list)
+    for _ in range(runs):
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        costs = Counter()
+        for line in err.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            own, _cumulative, name = line.removeprefix("import time:").split("|")
+            name = name.strip()
+            costs[HANDLER_INIT if name == "authorizer.handler" else name.split(".")[0]] += int(own) / 1e6
+        totals.append(sum(costs.values()))
+        for package, seconds in costs.items():
+            per_package[package].append(seconds)
+    ranked = sorted(((p, median(v + [0.0] * (runs - len(v)))) for p, v in per_package.items()), key=lambda pv: -pv[1])
+    return median(totals), ranked
+
+
+def breakdown_line(what: str, total: float, ranked: list[tuple[str, float]]) -> str:
+    top = ", ".join(f"{package} {seconds * 1e3:.1f} ms" for package, seconds in ranked[:3])
+    return f"{what:38s} imports {total * 1e3:6.1f} ms; largest: {top}"
+
+
 def main(runs: int) -> None:
     moto, url = start_moto()
     try:
@@ -63,12 +104,15 @@ def main(runs: int) -> None:
         for _ in range(2):  # compile bytecode caches, warm the page cache
             timed(authorizer_code, env), timed(boto3_code, env)
         routed, pinned, boto3 = [], [], []
-        for _ in range(runs):
+        for _ in tqdm(range(runs), desc="authorizer_cold", unit="round (3 processes)"):
             routed.append(timed(authorizer_code, env))
             boto3.append(timed(boto3_code, env))
             pinned.append(timed(authorizer_code, pinned_env))
 
         base = median(boto3)
+        print(f"import-time breakdown: {BREAKDOWN_RUNS} more fresh processes of each under -X importtime", flush=True)
+        gate_imports = import_costs(authorizer_code, env)
+        boto3_imports = import_costs(boto3_code, env)
         report(
             "authorizer_cold",
             title="Authorizer, cold process: import + one decision vs import boto3 + client + one UpdateItem",
@@ -77,6 +121,10 @@ def main(runs: int) -> None:
                 f"boto3 + client + UpdateItem             median {base * 1e3:7.1f} ms",
                 f"authorizer, routed (GetItem + Update)   median {median(routed) * 1e3:7.1f} ms",
                 f"authorizer, AUTHORIZER_PRODUCT pinned   median {median(pinned) * 1e3:7.1f} ms",
+                "",
+                f"where it goes (python -X importtime, own time per package, medians of {BREAKDOWN_RUNS} runs):",
+                breakdown_line("authorizer, routed", *gate_imports),
+                breakdown_line("boto3 + client + UpdateItem", *boto3_imports),
             ],
             ratios=[
                 Ratio("cold authorizer, routed / boto3 + client + UpdateItem", median(routed) / base, GOAL),

@@ -1,0 +1,46 @@
+"""A DynamoDB endpoint that answers at once: the gate's two requests, from memory, nothing checked.
+
+    python bench/_instant_dynamodb.py PORT
+
+For the warm benchmark: against moto a request costs milliseconds of moto's
+own work, which hides what the client and the gate add. This answers
+`GetItem` with a route and `UpdateItem` with a balance (`ALL_NEW`), in the
+JSON 1.0 protocol botocore speaks to DynamoDB, over keep-alive HTTP/1.1, in
+its own process. It counts nothing and stores nothing: the decision's
+semantics are the tests' business (tests/authorizer, tests/test_gate.py).
+"""
+
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWERS = {
+    "DynamoDB_20120810.GetItem": {"Item": {"product": {"S": "weather"}}},
+    "DynamoDB_20120810.UpdateItem": {"Attributes": {"granted": {"N": "1000000000000"}, "used": {"N": "1"}}},
+}
+BODIES = {target: json.dumps(answer).encode() for target, answer in ANSWERS.items()}
+UNKNOWN = json.dumps({"__type": "com.amazon.coral.service#UnknownOperationException", "message": "not here"}).encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no waiting for an ACK between them
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = BODIES.get(self.headers.get("X-Amz-Target", ""), UNKNOWN)
+        self.send_response(200 if body is not UNKNOWN else 400)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("x-amzn-RequestId", "instant")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+if __name__ == "__main__":
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
