@@ -74,9 +74,9 @@ lint: install-dev
 zappa-package: install install-deploy
 	$(DEPLOY_BIN)/python -m deploy.build_zappa --stage $(STAGE) --app-python $(BIN)/python
 
-## authorizer-zip: the authorizer alone, in dist/creditportal-authorizer.zip; fails over 5 MiB
+## authorizer-zip: the authorizer alone, in dist/creditportal-authorizer.zip; fails over 5 MiB (AUTHORIZER_ARCH=arm64, AUTHORIZER_PYTHON=3.13: as deployed)
 authorizer-zip: $(BIN)/python
-	$(BIN)/python -m deploy.build_authorizer
+	$(BIN)/python -m deploy.build_authorizer $(if $(AUTHORIZER_ARCH),--architecture $(AUTHORIZER_ARCH)) $(if $(AUTHORIZER_PYTHON),--python-version $(AUTHORIZER_PYTHON))
 
 ## bench: every benchmark in bench/, then bench/RESULTS.md from their figures (BENCH=name for one; see bench/run_all.py)
 bench: install-dev

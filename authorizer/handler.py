@@ -45,6 +45,7 @@ from authorizer.config import Config, ConfigError, config_from_env  # noqa: E402
 from authorizer.events import AuthorizerEvent, BadEvent, event_view  # noqa: E402
 from authorizer.gate import INTERNAL_ERROR, PRODUCT_NOT_IN_TOKEN, UNKNOWN_API, Gate  # noqa: E402
 from authorizer.responses import IamPolicyResponse, SimpleResponse  # noqa: E402
+from authorizer.snapstart import register as register_snapstart_hooks  # noqa: E402
 from authorizer.tokens import TokenError, Verifier, load_public_keys  # noqa: E402
 
 logger = logging.getLogger("authorizer")
@@ -181,6 +182,7 @@ def lambda_handler(event, context):
 
 try:
     reset()
+    register_snapstart_hooks(runtime)  # only on Lambda's runtime, where SnapStart calls them
 finally:
     gc.freeze()
     gc.enable()

@@ -1,10 +1,13 @@
 """Build the authorizer's Lambda zip: `authorizer/` and its few dependencies, nothing else.
 
-    python -m deploy.build_authorizer [--output dist/creditportal-authorizer.zip] [--work build/authorizer]
+    python -m deploy.build_authorizer [--architecture x86_64|arm64] [--python-version 3.12|3.13]
+                                      [--output dist/creditportal-authorizer.zip] [--work build/authorizer]
 
 Dependencies are read from authorizer/requirements.txt and installed as
-Lambda-platform wheels (see deploy/lambda_platform.py); botocore comes with
-the runtime. Fails (exit 1) when the zip is over 5 MiB or asks for a newer
+Lambda-platform wheels for that architecture and Python (see
+deploy/lambda_platform.py: the defaults are deploy/template.yaml's
+AuthorizerArchitecture and AuthorizerRuntime); botocore comes with the
+runtime. Deploy the zip with the same two parameters. Fails (exit 1) when the zip is over 5 MiB or asks for a newer
 glibc than the runtime has, and before building when the trimmed DynamoDB
 model in authorizer/botocore_data/ is not what the botocore installed here
 gives (`python -m deploy.dynamodb_model` writes it again).
@@ -17,11 +20,14 @@ from pathlib import Path
 
 from deploy import dynamodb_model
 from deploy.lambda_platform import (
-    MAX_GLIBC,
-    PLATFORM,
+    AUTHORIZER,
+    AUTHORIZER_ARCHITECTURES,
+    AUTHORIZER_PYTHON_VERSIONS,
+    ELF_MACHINES,
     ROOT,
-    RUNTIME,
+    Platform,
     Steps,
+    elf_machine,
     glibc_needed,
     mib,
     pip_install_for_lambda,
@@ -47,7 +53,7 @@ def authorizer_sources() -> list[Path]:
     )
 
 
-def build(output: Path, work: Path) -> int:
+def build(output: Path, work: Path, platform: Platform = AUTHORIZER) -> int:
     steps = Steps(6, "authorizer-zip")
     package = work / "package"
 
@@ -59,8 +65,8 @@ def build(output: Path, work: Path) -> int:
     shutil.rmtree(work, ignore_errors=True)
     package.mkdir(parents=True)
 
-    steps(f"installing {REQUIREMENTS.relative_to(ROOT)} for {RUNTIME} ({PLATFORM})")
-    pip_install_for_lambda(package, "-r", str(REQUIREMENTS))
+    steps(f"installing {REQUIREMENTS.relative_to(ROOT)} for {platform} ({platform.wheel_platform})")
+    pip_install_for_lambda(package, "-r", str(REQUIREMENTS), platform=platform)
 
     steps("copying authorizer/ (without tests and bytecode)")
     for path in authorizer_sources():
@@ -75,28 +81,40 @@ def build(output: Path, work: Path) -> int:
         "authorizer-zip       "
         + ("strip not found: libraries left as shipped" if saved is None else f"strip saved {mib(saved)}")
     )
-    glibc = glibc_needed(package.rglob("*.so*"))
+    libraries = list(package.rglob("*.so*"))
+    glibc, runtime_glibc = glibc_needed(libraries), platform.max_glibc
     print(
-        f"authorizer-zip       shared libraries need glibc {glibc[0]}.{glibc[1]} (runtime has {MAX_GLIBC[0]}.{MAX_GLIBC[1]})"
+        f"authorizer-zip       shared libraries need glibc {glibc[0]}.{glibc[1]} (runtime has {runtime_glibc[0]}.{runtime_glibc[1]})"
     )
-    if glibc > MAX_GLIBC:
-        raise SystemExit(f"authorizer-zip: a library needs glibc {glibc}, newer than {RUNTIME}'s {MAX_GLIBC}")
+    if glibc > runtime_glibc:
+        raise SystemExit(
+            f"authorizer-zip: a library needs glibc {glibc}, newer than {platform.runtime}'s {runtime_glibc}"
+        )
+    foreign = [path.name for path in libraries if elf_machine(path) != ELF_MACHINES[platform.architecture]]
+    if foreign:
+        raise SystemExit(f"authorizer-zip: not built for {platform.architecture}: {', '.join(foreign)}")
 
     steps(f"zipping into {output}")
     size = write_zip(package, output)
     elapsed = steps.finish()
-    print(f"authorizer-zip: {output} is {mib(size)}, limit {mib(MAX_SIZE)}; built in {elapsed:.1f}s")
+    print(f"authorizer-zip: {output} ({platform}) is {mib(size)}, limit {mib(MAX_SIZE)}; built in {elapsed:.1f}s")
     if size > MAX_SIZE:
         raise SystemExit(f"authorizer-zip: {output} is over the {mib(MAX_SIZE)} limit")
     return size
 
 
-def main(argv: list[str] | None = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=ROOT / "dist" / "creditportal-authorizer.zip")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "authorizer")
-    args = parser.parse_args(argv)
-    build(args.output.resolve(), args.work.resolve())
+    parser.add_argument("--architecture", choices=AUTHORIZER_ARCHITECTURES, default=AUTHORIZER.architecture)
+    parser.add_argument("--python-version", choices=AUTHORIZER_PYTHON_VERSIONS, default=AUTHORIZER.python_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argument_parser().parse_args(argv)
+    build(args.output.resolve(), args.work.resolve(), Platform(args.python_version, args.architecture))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""The Lambda platform both packages are built for, and the steps they share.
+"""The Lambda platforms the two packages are built for, and the steps they share.
 
-Runtime python3.11 on x86_64, which runs on Amazon Linux 2 (glibc 2.26).
+Django (Zappa): python3.11 on x86_64, which runs on Amazon Linux 2 (glibc 2.26):
+PYTHON_VERSION, RUNTIME, ARCHITECTURE, PLATFORM, MAX_GLIBC below.
+
+The authorizer: python3.12 or 3.13 (what SnapStart needs), on x86_64 or arm64,
+on Amazon Linux 2023 (glibc 2.34): `Platform`, AUTHORIZER (the default, which
+deploy/template.yaml's parameters default to) and AUTHORIZER_* (the choices
+its parameters allow). A zip holds compiled code for one architecture and one
+Python (cffi's extension is per version): build it for the runtime and
+architecture the stack is deployed with.
+
 Compiled dependencies come from manylinux2014 wheels (glibc 2.17 or newer
 suffices), chosen by pip's --platform option whatever machine builds them:
 a plain `pip install` on this machine (glibc 2.36) picks cryptography's
-manylinux_2_34 wheel, which would not load on Lambda.
-
-One place to change when moving to another runtime: PYTHON_VERSION (and
-MAX_GLIBC: 2.34 for python3.12+ on Amazon Linux 2023). Tests check that
-zappa_settings.json and deploy/template.yaml name the same runtime.
+manylinux_2_34 wheel, which would not load on Lambda. Tests check that
+zappa_settings.json and deploy/template.yaml name these runtimes.
 """
 
 import os
@@ -18,15 +24,56 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PYTHON_VERSION = "3.11"
-RUNTIME = f"python{PYTHON_VERSION}"
-ARCHITECTURE = "x86_64"
-PLATFORM = "manylinux2014_x86_64"
-MAX_GLIBC = (2, 26)  # Amazon Linux 2, under Lambda's python3.11
+# Lambda's architecture names, and what the ELF files and wheel tags call them.
+MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+ELF_MACHINES = {"x86_64": 0x3E, "arm64": 0xB7}  # e_machine: EM_X86_64, EM_AARCH64
+
+
+@dataclass(frozen=True)
+class Platform:
+    python_version: str  # "3.12"
+    architecture: str = "x86_64"  # as Lambda names it: x86_64 or arm64
+
+    @property
+    def runtime(self) -> str:
+        return f"python{self.python_version}"
+
+    @property
+    def machine(self) -> str:
+        return MACHINES[self.architecture]
+
+    @property
+    def wheel_platform(self) -> str:
+        return f"manylinux2014_{self.machine}"
+
+    @property
+    def max_glibc(self) -> tuple[int, int]:
+        # python3.11 and older run on Amazon Linux 2, python3.12 and newer on Amazon Linux 2023.
+        return (2, 26) if tuple(map(int, self.python_version.split("."))) < (3, 12) else (2, 34)
+
+    @property
+    def cpython_tag(self) -> str:
+        return "cp" + self.python_version.replace(".", "")
+
+    def __str__(self) -> str:
+        return f"{self.runtime} on {self.architecture}"
+
+
+DJANGO = Platform("3.11", "x86_64")  # zappa_settings.json
+PYTHON_VERSION = DJANGO.python_version
+RUNTIME = DJANGO.runtime
+ARCHITECTURE = DJANGO.architecture
+PLATFORM = DJANGO.wheel_platform
+MAX_GLIBC = DJANGO.max_glibc  # Amazon Linux 2, under Lambda's python3.11
+
+AUTHORIZER_PYTHON_VERSIONS = ("3.12", "3.13")  # SnapStart runs Python 3.12 and newer
+AUTHORIZER_ARCHITECTURES = ("x86_64", "arm64")
+AUTHORIZER = Platform("3.12", "x86_64")  # the template's defaults: the zip the tests load and run here
 
 # Fixed timestamp for every zip entry: the same inputs give the same zip.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -54,12 +101,12 @@ class Steps:
         return time.monotonic() - self.started
 
 
-def pip_install_for_lambda(target: Path, *args: str) -> None:
+def pip_install_for_lambda(target: Path, *args: str, platform: Platform = DJANGO) -> None:
     """pip install ARGS into TARGET as Lambda-platform wheels (never sdists, never this machine's)."""
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
         "--target", str(target),
-        "--platform", PLATFORM, "--implementation", "cp", "--python-version", PYTHON_VERSION,
+        "--platform", platform.wheel_platform, "--implementation", "cp", "--python-version", platform.python_version,
         "--only-binary=:all:",
         *args,
     ]  # fmt: skip
@@ -76,24 +123,41 @@ def prune(site_packages: Path) -> None:
     shutil.rmtree(site_packages / "bin", ignore_errors=True)
 
 
+STRIP_TOOLS = ("strip", "llvm-strip")  # GNU strip knows this machine's architecture; llvm-strip knows them all
+
+
 def strip_shared_libraries(root: Path) -> int | None:
     """Drop the symbol tables of the wheels' own extension modules; returns bytes saved.
 
     `strip --strip-unneeded` keeps the dynamic symbols that loading needs. Only the
     packages' own `.so` files: libraries that auditwheel grafted into `*.libs/` have
-    been patchelf'ed and are left alone. None when `strip` is not installed.
+    been patchelf'ed and are left alone. Each library goes to the first tool that
+    can read it (GNU strip cannot read another architecture's ELF files, llvm-strip
+    can). None when no tool could strip any of them.
     """
-    strip = shutil.which("strip")
-    if strip is None:
-        return None
-    saved = 0
+    tools = [tool for tool in map(shutil.which, STRIP_TOOLS) if tool]
+    saved, stripped = 0, False
     for library in sorted(root.rglob("*.so")):
         if any(part.endswith(".libs") for part in library.relative_to(root).parts):
             continue
         before = library.stat().st_size
-        subprocess.run([strip, "--strip-unneeded", str(library)], check=True)
+        for tool in tools:
+            if (
+                subprocess.run([tool, "--strip-unneeded", str(library)], capture_output=True, check=False).returncode
+                == 0
+            ):
+                stripped = True
+                break
         saved += before - library.stat().st_size
-    return saved
+    return saved if stripped else None
+
+
+def elf_machine(path: Path) -> int:
+    """An ELF file's e_machine (0x3E x86-64, 0xB7 AArch64)."""
+    header = Path(path).read_bytes()[:20]
+    if header[:4] != b"\x7fELF":
+        raise ValueError(f"{path} is not an ELF file")
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
 _GLIBC = re.compile(rb"GLIBC_(\d+)\.(\d+)")

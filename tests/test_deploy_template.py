@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode
+from samtranslator.translator.transform import transform
 
 from authorizer.mirror import TABLE_DEFINITION
-from deploy.lambda_platform import ARCHITECTURE, RUNTIME
+from deploy.build_authorizer import argument_parser
+from deploy.lambda_platform import AUTHORIZER_ARCHITECTURES, AUTHORIZER_PYTHON_VERSIONS, Platform
 
 pytestmark = pytest.mark.packaging
 
@@ -18,10 +20,28 @@ TEMPLATE = ROOT / "deploy" / "template.yaml"
 
 
 @pytest.fixture(scope="module")
-def resources() -> dict:
+def template() -> dict:
     template, problems = decode(str(TEMPLATE))
     assert problems == []
+    return json.loads(json.dumps(template))  # plain dicts and strings
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict:
     return template["Resources"]
+
+
+class NoManagedPolicies:
+    def load(self) -> dict:
+        return {}
+
+
+def translated(template: dict, monkeypatch, **parameters) -> dict:
+    """The template as CloudFormation gets it from AWS SAM's own translator, after `sam package` uploaded the zip."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    packaged = json.loads(json.dumps(template))
+    packaged["Resources"]["AuthorizerFunction"]["Properties"]["CodeUri"] = "s3://artifacts/creditportal-authorizer.zip"
+    return transform(packaged, parameters, NoManagedPolicies())["Resources"]
 
 
 def statements(role: dict) -> list[dict]:
@@ -71,9 +91,21 @@ def test_each_role_is_inline_scoped_policies_on_named_resources(resources):
     assert django["OwnLogs"] == {"Fn::GetAtt": ["DjangoLogGroup", "Arn"]}
 
 
-def test_the_authorizer_function_runs_the_zip_for_the_runtime_it_was_built_for(resources):
+def test_the_authorizer_runs_on_the_runtime_and_architecture_the_zip_is_built_for_by_default(template, resources):
     properties = resources["AuthorizerFunction"]["Properties"]
-    assert (properties["Runtime"], properties["Architectures"]) == (RUNTIME, [ARCHITECTURE])
+    parameters = template["Parameters"]
+    assert (properties["Runtime"], properties["Architectures"]) == (
+        {"Ref": "AuthorizerRuntime"},
+        [{"Ref": "AuthorizerArchitecture"}],
+    )
+    built = argument_parser().parse_args([])  # what `make authorizer-zip` builds
+    default = Platform(built.python_version, built.architecture)
+    assert (parameters["AuthorizerRuntime"]["Default"], parameters["AuthorizerArchitecture"]["Default"]) == (
+        default.runtime,
+        default.architecture,
+    )
+    assert parameters["AuthorizerRuntime"]["AllowedValues"] == [f"python{v}" for v in AUTHORIZER_PYTHON_VERSIONS]
+    assert parameters["AuthorizerArchitecture"]["AllowedValues"] == list(AUTHORIZER_ARCHITECTURES)
     assert properties["Handler"] == "authorizer.handler.lambda_handler"
     # SAM resolves CodeUri from the template's folder: the file `make authorizer-zip` writes.
     assert (TEMPLATE.parent / properties["CodeUri"]).resolve() == ROOT / "dist" / "creditportal-authorizer.zip"
@@ -90,7 +122,9 @@ def test_it_is_a_request_authorizer_on_the_authorization_header_with_caching_off
     assert authorizer["Type"] == "REQUEST"
     assert authorizer["IdentitySource"] == "method.request.header.Authorization"
     assert authorizer["AuthorizerResultTtlInSeconds"] == 0
-    assert "${AuthorizerFunction.Arn}" in authorizer["AuthorizerUri"]["Fn::Sub"]
+    uri, variables = authorizer["AuthorizerUri"]["Fn::Sub"]
+    assert uri.endswith(":lambda:path/2015-03-31/functions/${Live}/invocations")
+    assert variables == {"Live": {"Ref": "AuthorizerFunction.Alias"}}
 
     methods = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Method"]
     assert methods and all(
@@ -101,7 +135,7 @@ def test_it_is_a_request_authorizer_on_the_authorization_header_with_caching_off
 def test_api_gateway_may_invoke_the_authorizer_for_this_api_only(resources):
     permission = resources["ExampleAuthorizerPermission"]["Properties"]
     assert permission["Principal"] == "apigateway.amazonaws.com"
-    assert permission["FunctionName"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert permission["FunctionName"] == {"Ref": "AuthorizerFunction.Alias"}
     assert permission["SourceArn"]["Fn::Sub"].endswith(":${ExampleApi}/authorizers/${ExampleAuthorizer}")
 
 
@@ -116,3 +150,47 @@ def test_zappas_stages_use_the_names_this_template_creates(resources):
         assert (config["manage_roles"], config["role_name"]) == (False, f"creditportal-{stage}-django")
         assert config["environment_variables"]["MIRROR_TABLE"] == f"creditportal-{stage}-mirror"
         assert config["remote_env"].startswith("s3://") and config["remote_env"].endswith("/creditportal.env.json")
+
+
+def test_by_default_the_api_invokes_a_published_alias_without_snapstart_or_provisioned_concurrency(
+    template, monkeypatch
+):
+    parameters = template["Parameters"]
+    assert (
+        parameters["AuthorizerSnapStart"]["Default"],
+        parameters["AuthorizerProvisionedConcurrency"]["Default"],
+    ) == (
+        "None",
+        0,
+    )
+    out = translated(template, monkeypatch)
+    (alias_id,) = [name for name, r in out.items() if r["Type"] == "AWS::Lambda::Alias"]
+    (version_id,) = [name for name, r in out.items() if r["Type"] == "AWS::Lambda::Version"]
+    alias = out[alias_id]["Properties"]
+    assert alias["Name"] == "live"
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    assert out["ExampleAuthorizer"]["Properties"]["AuthorizerUri"]["Fn::Sub"][1] == {"Live": {"Ref": alias_id}}
+    assert out["ExampleAuthorizerPermission"]["Properties"]["FunctionName"] == {"Ref": alias_id}
+    assert out["AuthorizerFunction"]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "AuthorizerSnapStart"}}
+    # Provisioned concurrency sits on the alias, only when asked for.
+    assert alias["ProvisionedConcurrencyConfig"] == {
+        "Fn::If": [
+            "HasProvisionedConcurrency",
+            {"ProvisionedConcurrentExecutions": {"Ref": "AuthorizerProvisionedConcurrency"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert template["Conditions"]["HasProvisionedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AuthorizerProvisionedConcurrency"}, "0"]}]
+    }
+
+
+def test_snapstart_and_provisioned_concurrency_cannot_be_asked_for_together(template):
+    assert template["Parameters"]["AuthorizerSnapStart"]["AllowedValues"] == ["None", "PublishedVersions"]
+    (rule,) = template["Rules"]["SnapStartOrProvisionedConcurrency"]["Assertions"]
+    assert rule["Assert"] == {
+        "Fn::Or": [
+            {"Fn::Equals": [{"Ref": "AuthorizerSnapStart"}, "None"]},
+            {"Fn::Equals": [{"Ref": "AuthorizerProvisionedConcurrency"}, "0"]},
+        ]
+    }

@@ -21,7 +21,17 @@ from pathlib import Path
 import boto3
 import pytest
 
-from deploy.lambda_platform import MAX_GLIBC, PYTHON_VERSION, glibc_needed
+from deploy.lambda_platform import (
+    AUTHORIZER,
+    AUTHORIZER_ARCHITECTURES,
+    DJANGO,
+    ELF_MACHINES,
+    MAX_GLIBC,
+    PYTHON_VERSION,
+    Platform,
+    elf_machine,
+    glibc_needed,
+)
 
 pytestmark = pytest.mark.packaging
 
@@ -31,7 +41,6 @@ MAX_AUTHORIZER_ZIP = 5 * 1024 * 1024
 DJANGO_SIDE = {"django", "rest_framework", "rest_framework_simplejwt", "accounts", "ledger", "creditportal"}
 # What the Lambda Python runtime provides itself (it lives in /var/runtime there).
 RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
-CPYTHON_TAG = "cp" + PYTHON_VERSION.replace(".", "")
 
 
 def build(command: list[str]) -> str:
@@ -40,14 +49,25 @@ def build(command: list[str]) -> str:
     return result.stdout
 
 
-def runtime_python() -> str:
-    """An interpreter of the Lambda runtime's version, to load the package's compiled modules."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" == PYTHON_VERSION:
+def runtime_python(version: str = PYTHON_VERSION) -> str:
+    """An interpreter of the Lambda runtime's version, to load the package's compiled modules:
+    this one, one on PATH, or one pyenv has installed (its shims need PYENV_VERSION)."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
         return sys.executable
-    found = shutil.which(f"python{PYTHON_VERSION}")
-    if found is None:
-        pytest.skip(f"no python{PYTHON_VERSION} here to load the Lambda package's compiled modules")
-    return found
+    candidates = [shutil.which(f"python{version}")]
+    if shutil.which("pyenv"):
+        installed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False)
+        for name in installed.stdout.split():
+            if name == version or name.startswith(version + "."):
+                prefix = subprocess.run(["pyenv", "prefix", name], capture_output=True, text=True, check=False)
+                candidates.append(str(Path(prefix.stdout.strip()) / "bin" / f"python{version}"))
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
+            return candidate
+    pytest.skip(f"no python{version} here to load the Lambda package's compiled modules")
 
 
 def top_level_names(archive: zipfile.ZipFile) -> set[str]:
@@ -58,21 +78,21 @@ def top_level_names(archive: zipfile.ZipFile) -> set[str]:
     return names
 
 
-def wheel_glibc(tag_line: str) -> tuple[int, int] | None:
-    """The glibc a wheel platform tag asks for; None for pure Python."""
+def wheel_glibc(tag_line: str, machine: str = "x86_64") -> tuple[int, int] | None:
+    """The glibc a wheel platform tag asks for (a manylinux tag for `machine`); None for pure Python."""
     platform = tag_line.rsplit("-", 1)[1]
     if platform == "any":
         return None
     legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-    if match := re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_x86_64", platform):
+    if match := re.fullmatch(rf"(manylinux1|manylinux2010|manylinux2014)_{machine}", platform):
         return legacy[match[1]]
-    if match := re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform):
+    if match := re.fullmatch(rf"manylinux_(\d+)_(\d+)_{machine}", platform):
         return int(match[1]), int(match[2])
-    raise AssertionError(f"not a Lambda platform: {tag_line}")
+    raise AssertionError(f"not a Lambda platform for {machine}: {tag_line}")
 
 
-def assert_wheels_fit_lambda(archive: zipfile.ZipFile) -> list[str]:
-    """Every installed wheel is pure Python or a manylinux x86_64 build for the runtime's CPython
+def assert_wheels_fit_lambda(archive: zipfile.ZipFile, platform: Platform = DJANGO) -> list[str]:
+    """Every installed wheel is pure Python or a manylinux build for the platform's machine and CPython
     that asks for no newer glibc than the runtime has; returns the distributions checked."""
     checked = []
     for name in archive.namelist():
@@ -86,10 +106,10 @@ def assert_wheels_fit_lambda(archive: zipfile.ZipFile) -> list[str]:
         assert tags, name
         for tag in tags:
             _, abi, _ = tag.split("-")
-            assert abi in ("none", "abi3", CPYTHON_TAG), f"{name}: {tag} is for another Python than {PYTHON_VERSION}"
-        needs = [glibc for glibc in map(wheel_glibc, tags) if glibc is not None]
+            assert abi in ("none", "abi3", platform.cpython_tag), f"{name}: {tag} is not for {platform}"
+        needs = [glibc for glibc in (wheel_glibc(tag, platform.machine) for tag in tags) if glibc is not None]
         if needs:
-            assert min(needs) <= MAX_GLIBC, f"{name}: {tags} need a newer glibc than {MAX_GLIBC}"
+            assert min(needs) <= platform.max_glibc, f"{name}: {tags} need a newer glibc than {platform.max_glibc}"
         checked.append(name.split("/")[0])
     return checked
 
@@ -109,11 +129,21 @@ def lambda_runtime(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def authorizer_zip(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("authorizer-zip")
-    zip_path = out / "creditportal-authorizer.zip"
-    build([sys.executable, "-m", "deploy.build_authorizer", "--output", str(zip_path), "--work", str(out / "work")])
-    return zip_path
+def authorizer_zips(tmp_path_factory) -> dict[str, Path]:
+    """The authorizer's zip for each architecture the template offers, for the default runtime."""
+    zips = {}
+    for architecture in AUTHORIZER_ARCHITECTURES:
+        out = tmp_path_factory.mktemp(f"authorizer-zip-{architecture}")
+        zips[architecture] = out / "creditportal-authorizer.zip"
+        command = [sys.executable, "-m", "deploy.build_authorizer", "--architecture", architecture]
+        build([*command, "--output", str(zips[architecture]), "--work", str(out / "work")])
+    return zips
+
+
+@pytest.fixture(scope="session")
+def authorizer_zip(authorizer_zips) -> Path:
+    """The one `make authorizer-zip` builds: the template's default runtime and architecture (run here, below)."""
+    return authorizer_zips[AUTHORIZER.architecture]
 
 
 @pytest.fixture(scope="session")
@@ -124,8 +154,21 @@ def authorizer_unzipped(authorizer_zip, tmp_path_factory) -> Path:
     return target
 
 
-def test_the_authorizer_zip_is_at_most_5_mib(authorizer_zip):
-    assert 1024 * 1024 < authorizer_zip.stat().st_size <= MAX_AUTHORIZER_ZIP
+@pytest.mark.parametrize("architecture", AUTHORIZER_ARCHITECTURES)
+def test_the_authorizer_zip_is_at_most_5_mib_for_either_architecture(authorizer_zips, architecture):
+    assert 1024 * 1024 < authorizer_zips[architecture].stat().st_size <= MAX_AUTHORIZER_ZIP
+
+
+@pytest.mark.parametrize("architecture", AUTHORIZER_ARCHITECTURES)
+def test_each_zips_compiled_code_is_built_for_its_architecture_and_runtime(authorizer_zips, architecture, tmp_path):
+    platform = Platform(AUTHORIZER.python_version, architecture)
+    with zipfile.ZipFile(authorizer_zips[architecture]) as archive:
+        assert {d.split("-")[0] for d in assert_wheels_fit_lambda(archive, platform)} >= {"cryptography", "cffi"}
+        archive.extractall(tmp_path)
+    libraries = list(tmp_path.rglob("*.so*"))
+    assert {elf_machine(path) for path in libraries} == {ELF_MACHINES[architecture]}
+    assert any(path.name.startswith(f"_cffi_backend.cpython-{platform.cpython_tag[2:]}-") for path in libraries)
+    assert (2, 0) < glibc_needed(libraries) <= platform.max_glibc
 
 
 def test_it_holds_every_authorizer_module_but_the_tests(authorizer_zip):
@@ -160,7 +203,7 @@ def test_it_holds_the_pinned_dependencies_built_for_the_lambda_platform(authoriz
         if line.split("#")[0].strip()
     ]
     with zipfile.ZipFile(authorizer_zip) as archive:
-        distributions = assert_wheels_fit_lambda(archive)
+        distributions = assert_wheels_fit_lambda(archive, AUTHORIZER)
     for pin in pins:
         name, version = pin.split("==")
         assert f"{name.lower().replace('-', '_')}-{version}.dist-info" in {d.lower() for d in distributions}, pin
@@ -198,7 +241,7 @@ def test_the_architecture_page_says_what_the_authorizer_zip_holds(authorizer_zip
 def test_its_shared_libraries_ask_for_no_newer_glibc_than_the_runtime_has(authorizer_unzipped):
     libraries = list(authorizer_unzipped.rglob("*.so*"))
     assert libraries, "cryptography ships compiled code"
-    assert (2, 0) < glibc_needed(libraries) <= MAX_GLIBC
+    assert (2, 0) < glibc_needed(libraries) <= AUTHORIZER.max_glibc
 
 
 AUTHORIZER_SMOKE = r"""
@@ -282,7 +325,8 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
         "JWT_AUDIENCE": "creditportal-gateway",
         "AUTHORIZER_ROUTE_TTL": "60",
     }
-    command = [runtime_python(), "-I", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
+    python = runtime_python(AUTHORIZER.python_version)
+    command = [python, "-I", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
     result = subprocess.run(command, cwd=authorizer_unzipped, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
