@@ -27,6 +27,7 @@ Call it before anything imports botocore or cryptography, or they are loaded alr
 
 import importlib.util
 import sys
+import threading
 
 BOTOCORE_DOCS = "botocore.docs"
 BOTOCORE_DOCSTRING = "botocore.docs.docstring"
@@ -49,10 +50,12 @@ def defer_module(name: str, stand_ins: dict | None = None):
     if spec is None or spec.loader is None:
         return None
     module = importlib.util.module_from_spec(spec)
+    lock = threading.RLock()  # a second thread waits for the first one's load to finish
 
     def load() -> None:
-        if module.__dict__.pop("__getattr__", None) is not None:
-            spec.loader.exec_module(module)
+        with lock:
+            if module.__dict__.pop("__getattr__", None) is not None:
+                spec.loader.exec_module(module)
 
     def __getattr__(attribute: str):
         if attribute.startswith("__") and attribute.endswith("__"):
