@@ -10,32 +10,7 @@ from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
 from accounts.ids import public_id
-
-
-class Versioned(models.Model):
-    """A row whose every save bumps `version`, atomically in the database.
-
-    The gate's mirror items carry the sum of the versions they are built from,
-    so DynamoDB can refuse a late write of an older state.
-    """
-
-    version = models.PositiveBigIntegerField(default=0, editable=False)
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            self.version = models.F("version") + 1
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
-        super().save(*args, **kwargs)
-        if not isinstance(self.version, int):
-            self.refresh_from_db(fields=["version"])
-
-    def touch(self) -> None:
-        """Bump the version alone: something the gate sees through this row changed."""
-        self.save(update_fields=["version"])
+from creditportal.versioned import Versioned
 
 
 def normalize_email(email: str) -> str:

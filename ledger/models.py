@@ -4,7 +4,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts.models import Customer, Versioned
+from accounts.models import Customer
+from creditportal.versioned import Versioned
 
 
 class Product(Versioned):
