@@ -57,8 +57,12 @@ def _entry_apply(
     # save(), not a queryset update: post_save tells the gate's mirror (ledger/signals.py).
     balance.granted = F("granted") + granted_delta
     balance.used = F("used") + used_delta
-    balance.version = F("version") + 1
-    fields = ["granted", "used", "version", "updated"]
+    fields = ["granted", "used", "updated"]
+    if granted_delta:
+        # The version moves only with what the mirror item holds of the balance
+        # (granted, and the ceiling from it): usage is the gate's own `used`.
+        balance.version = F("version") + 1
+        fields.append("version")
     if granted_delta > 0:
         # More credits re-arm the low-balance email (see ledger/low_balance.py).
         balance.low_balance_notified = None
