@@ -16,7 +16,7 @@ from accounts.services import customer_reactivate, customer_suspend
 from creditportal.paginator import EstimatedCountPaginator
 from ledger.forms import CreditsAdjustForm
 from ledger.models import Balance, LedgerEntry, Product
-from ledger.services import credits_adjust
+from ledger.services import credits_adjust, mirror_outbox_add
 
 LEDGER_HISTORY_ROWS = 50
 
@@ -100,6 +100,10 @@ class CustomerAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         # Customers come from purchases, which also give them credentials.
         return False
+
+    def save_model(self, request, obj: Customer, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        mirror_outbox_add(customers=[obj])  # the save bumped the version its mirror items carry
 
     def has_delete_permission(self, request, obj=None):
         # Their ledger is append-only; suspend instead.

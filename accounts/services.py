@@ -1,6 +1,8 @@
-"""Writes to customers and credentials. Each saves the customer, which bumps
-`Customer.version`: the counter the gate's mirror uses to tell a newer state
-from a late, older one."""
+"""Writes to customers and credentials. Each change the gate sees (status,
+credentials) saves the customer, which bumps `Customer.version` (the counter the
+gate's mirror uses to tell a newer state from a late, older one), and records
+in the same transaction that the customer's mirror items must be rewritten
+(`_mirror_customer`: ledger's outbox, written after commit)."""
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -13,11 +15,21 @@ from accounts.models import Credential, Customer, User, normalize_email, normali
 MAX_ACTIVE_CREDENTIALS = 5
 
 
+def _mirror_customer(customer: Customer) -> None:
+    """Record, in the caller's transaction, that the gate must get this customer's items anew."""
+    # Imported here, when called: ledger builds on accounts (its purchases make customers
+    # through this module), so ledger.services cannot be loaded while this module loads.
+    from ledger.services import mirror_outbox_add
+
+    mirror_outbox_add(customers=[customer])
+
+
 @transaction.atomic
 def customer_suspend(*, customer: Customer) -> Customer:
     """Deny every call of this customer from the next one on."""
     customer.status = Customer.Status.SUSPENDED
     customer.save(update_fields=["status"])
+    _mirror_customer(customer)
     return customer
 
 
@@ -25,6 +37,7 @@ def customer_suspend(*, customer: Customer) -> Customer:
 def customer_reactivate(*, customer: Customer) -> Customer:
     customer.status = Customer.Status.ACTIVE
     customer.save(update_fields=["status"])
+    _mirror_customer(customer)
     return customer
 
 
@@ -47,6 +60,7 @@ def credential_create(*, customer: Customer) -> tuple[Credential, str]:
     secret = credential.set_secret()
     credential.save()
     customer.touch()
+    _mirror_customer(customer)
     return credential, secret
 
 
@@ -61,6 +75,7 @@ def credential_rotate(*, credential: Credential) -> str:
     credential.rotated_at = timezone.now()
     credential.save(update_fields=["secret_hash", "secret_last4", "secret_version", "rotated_at"])
     credential.customer.touch()
+    _mirror_customer(credential.customer)
     return secret
 
 
@@ -72,6 +87,7 @@ def credential_revoke(*, credential: Credential) -> Credential:
         credential.revoked_at = timezone.now()
         credential.save(update_fields=["revoked_at"])
         credential.customer.touch()
+        _mirror_customer(credential.customer)
     return credential
 
 

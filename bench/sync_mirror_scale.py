@@ -86,7 +86,7 @@ def populate(items: int) -> None:
     steps = [
         (
             "empty",
-            """TRUNCATE ledger_mirrorpending, ledger_balance, accounts_credential, accounts_customer, accounts_user
+            """TRUNCATE ledger_mirroroutbox, ledger_balance, accounts_credential, accounts_customer, accounts_user
             RESTART IDENTITY CASCADE""",
             [],
         ),

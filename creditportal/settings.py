@@ -257,11 +257,14 @@ MIRROR_ENABLED = envbool("MIRROR_ENABLED", "true")
 # (which already honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB).
 MIRROR_ENDPOINT_URL = os.getenv("MIRROR_ENDPOINT_URL") or None
 # A write that fails is retried by botocore (standard mode: throttling and
-# connection errors) this many times in all, then recorded as pending.
+# connection errors) this many times in all, then left in the outbox for sync_usage.
 MIRROR_WRITE_ATTEMPTS = envint("MIRROR_WRITE_ATTEMPTS", "3")
 MIRROR_TIMEOUT_SECONDS = envint("MIRROR_TIMEOUT_SECONDS", "2")
 # Parallel writes when one change touches many items (a product's balances, sync_mirror).
 MIRROR_WRITE_THREADS = envint("MIRROR_WRITE_THREADS", "8")
+# A product change touching more balances than this is left to the next sync_usage run
+# (ledger/mirror/outbox.py) instead of being written by the request that made it.
+MIRROR_AFTER_COMMIT_LIMIT = envint("MIRROR_AFTER_COMMIT_LIMIT", "1000")
 
 # --- Local development tools (local/: runstack, mailbox, seed_demo, the API Gateway stand-in) ---
 

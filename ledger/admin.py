@@ -11,8 +11,8 @@ from django.utils.text import Truncator
 
 from creditportal.paginator import EstimatedCountPaginator
 from ledger.forms import PurchaseApplyForm
-from ledger.models import Balance, LedgerEntry, MirrorPending, Product, ProductApi, ProductSku, Purchase
-from ledger.services import purchase_apply, purchase_email_resend
+from ledger.models import Balance, LedgerEntry, MirrorOutbox, Product, ProductApi, ProductSku, Purchase
+from ledger.services import mirror_outbox_add, purchase_apply, purchase_email_resend
 
 RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
 RESEND_CREDITS_ADDED_LABEL = "Resend “credits added” email"
@@ -31,6 +31,9 @@ class ProductSkuInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    """Products are edited here as well as by `upsert_product`: each edit the gate sees is
+    handed to the mirror's outbox in the admin's transaction (written after it commits)."""
+
     list_display = ["slug", "name", "active", "cost_per_call", "api_ids", "skus"]
     list_filter = ["active"]
     search_fields = ["slug", "name", "skus__sku", "apis__api_id"]
@@ -46,6 +49,29 @@ class ProductAdmin(admin.ModelAdmin):
                 Prefetch("skus", queryset=ProductSku.objects.order_by("sku")),
             )
         )
+
+    def save_model(self, request, obj: Product, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:  # cost, on sale and the version are in every balance item of the product, the version in its routes
+            mirror_outbox_add(products=[obj])
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        if formset.model is not ProductApi:
+            super().save_formset(request, form, formset, change)
+            return
+        # API ids as they were (an edited or deleted one leaves its old route to delete) and as they are.
+        before = {f.initial["api_id"] for f in formset.initial_forms if f.has_changed()}
+        super().save_formset(request, form, formset, change)
+        after = {row.api_id for row in formset.new_objects} | {row.api_id for row, _ in formset.changed_objects}
+        mirror_outbox_add(api_ids=before | after)
+
+    def delete_model(self, request, obj: Product) -> None:
+        mirror_outbox_add(api_ids=obj.apis.values_list("api_id", flat=True))  # deleted with it: their routes go
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        mirror_outbox_add(api_ids=ProductApi.objects.filter(product__in=queryset).values_list("api_id", flat=True))
+        super().delete_queryset(request, queryset)
 
     @admin.display(description="API ids")
     def api_ids(self, product: Product) -> str:
@@ -256,9 +282,10 @@ class PurchaseAdmin(ReadOnlyAdmin):
             self.message_user(request, f"Purchase {purchase}: {message}", level)
 
 
-@admin.register(MirrorPending)
-class MirrorPendingAdmin(ReadOnlyAdmin):
-    """Mirror writes that failed: Postgres has the change, the gate does not yet (sync_mirror --pending)."""
+@admin.register(MirrorOutbox)
+class MirrorOutboxAdmin(ReadOnlyAdmin):
+    """Mirror writes not done yet: Postgres has the change, the gate does not (the next sync_usage run writes them)."""
 
-    list_display = ["item_pk", "item_sk", "error", "created", "updated"]
-    search_fields = ["item_pk", "item_sk"]
+    list_display = ["created", "scope", "ref", "attempts", "error"]
+    list_filter = ["scope"]
+    search_fields = ["=ref"]

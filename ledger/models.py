@@ -221,23 +221,31 @@ class Balance(models.Model):
             raise ValidationError("Granted credits cannot be below what is already used.")
 
 
-class MirrorPending(models.Model):
-    """A mirror item whose write failed (endpoint down, throttled), waiting to be written again.
+class MirrorOutbox(models.Model):
+    """A change the gate's mirror must hear of, recorded in the same transaction as the change.
 
-    Postgres already holds the change; `sync_mirror --pending` (and every
-    `sync_usage` run) rewrites these items from Postgres and deletes the rows.
+    The services that change what the gate sees (and the admin's edits) add these rows
+    (ledger/mirror/outbox.py); once the transaction commits, the items a row names are
+    rewritten from Postgres and the row is deleted. A row still here was not written yet:
+    its write failed (`error`), or the process ended between the commit and the write.
+    Every `sync_usage` run (each minute) writes what is here, from Postgres as it is then.
     """
 
-    item_pk = models.CharField("item pk", max_length=200)
-    item_sk = models.CharField("item sk", max_length=200)
-    error = models.TextField(blank=True)
+    class Scope(models.TextChoices):
+        BALANCE = "balance", "Balance item"  # ref: the balance's id
+        CUSTOMER = "customer", "Customer's balance items"  # ref: the customer's id
+        PRODUCT = "product", "Product's balance items and routes"  # ref: the product's id
+        ROUTE = "route", "Route item"  # ref: the API Gateway API id
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    ref = models.CharField(max_length=64)
     created = models.DateTimeField(default=timezone.now)
-    updated = models.DateTimeField(auto_now=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Writes tried and failed.")
+    error = models.TextField(blank=True, help_text="Why the last write failed.")
 
     class Meta:
         verbose_name = "pending mirror write"
-        constraints = [models.UniqueConstraint(fields=["item_pk", "item_sk"], name="mirror_pending_once_per_item")]
-        ordering = ["created"]
+        ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.item_pk} {self.item_sk}"
+        return f"{self.get_scope_display()} {self.ref}"

@@ -15,6 +15,7 @@ from accounts.models import Customer, User, normalize_email, normalize_name
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
 from ledger.emails import purchase_credits_added_message, purchase_welcome_message
 from ledger.low_balance import low_balance_check
+from ledger.mirror.outbox import mirror_outbox_add
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
 from ledger.selectors import product_by_ref
 
@@ -54,7 +55,6 @@ def _entry_apply(
     entry = LedgerEntry.objects.create(
         customer=customer, product=product, kind=kind, amount=amount, reason=reason, created_by=by, purchase=purchase
     )
-    # save(), not a queryset update: post_save tells the gate's mirror (ledger/signals.py).
     balance.granted = F("granted") + granted_delta
     balance.used = F("used") + used_delta
     fields = ["granted", "used", "updated"]
@@ -68,6 +68,8 @@ def _entry_apply(
         balance.low_balance_notified = None
         fields.append("low_balance_notified")
     balance.save(update_fields=fields)
+    if granted_delta:
+        mirror_outbox_add(balances=[balance])  # usage is the gate's own: nothing to tell it
     return entry
 
 
@@ -124,7 +126,7 @@ def product_upsert(
     Returns the product and whether anything changed.
     """
     product = Product.objects.select_for_update().filter(slug=slug).first()
-    changed = product is None
+    created = changed = product is None
     if product is None:
         product = Product(slug=slug)
     for field, value in [("name", name), ("cost_per_call", cost_per_call), ("active", active)]:
@@ -134,6 +136,8 @@ def product_upsert(
     if changed:
         product.full_clean()
         product.save()
+        if not created:  # its balance items carry cost, on sale and the version; its routes the version
+            mirror_outbox_add(products=[product])
     for model, field, wanted in [(ProductApi, "api_id", api_ids), (ProductSku, "sku", skus)]:
         if wanted is None:
             continue
@@ -147,7 +151,8 @@ def product_upsert(
         model.objects.bulk_create([model(product=product, **{field: value}) for value in set(wanted) - have])
         if have != set(wanted):
             changed = True
-            product.touch()
+            if model is ProductApi:  # routes of the ids added, deletions of those removed
+                mirror_outbox_add(api_ids=have ^ set(wanted))
     return product, changed
 
 

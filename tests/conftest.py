@@ -81,6 +81,52 @@ def staff(db):
     )
 
 
+def admin_form_data(client, url: str) -> dict[str, str]:
+    """What a browser would post back from the admin form at `url`, left as it is: every input,
+    checked box, select and textarea of the page's form (inline management forms included)."""
+    from html.parser import HTMLParser
+
+    data: dict[str, str] = {}
+
+    class Form(HTMLParser):
+        select = textarea = None
+        first_option = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            name = a.get("name")
+            if tag == "input" and name and a.get("type") not in ("submit", "button", "file"):
+                if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                    data[name] = a.get("value") or ("on" if a.get("type") == "checkbox" else "")
+            elif tag == "select" and name:
+                self.select, self.first_option = name, None
+            elif tag == "option" and self.select:
+                if self.first_option is None:
+                    self.first_option = a.get("value", "")
+                if "selected" in a:
+                    data[self.select] = a.get("value", "")
+            elif tag == "textarea" and name:
+                self.textarea = name
+                data[name] = ""
+
+        def handle_endtag(self, tag):
+            if tag == "select" and self.select:
+                data.setdefault(self.select, self.first_option or "")
+                self.select = None
+            elif tag == "textarea":
+                self.textarea = None
+
+        def handle_data(self, text):
+            if self.textarea:
+                data[self.textarea] += text
+
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    Form().feed(response.content.decode())
+    data.pop("csrfmiddlewaretoken", None)
+    return data
+
+
 ZAPIER_URL = "/api/purchases/zapier/"
 
 
@@ -302,9 +348,9 @@ def committed(django_capture_on_commit_callbacks):
 @pytest.fixture
 def gate(mirror, authorizer, products, committed):
     """Products routed in the mirror (as `product_upsert` leaves them), and the authorizer configured."""
-    from ledger.mirror.pending import mirror_routes_write
+    from ledger.mirror.outbox import mirror_outbox_write
 
-    mirror_routes_write(product_ids=[p.pk for p in products.values()])
+    mirror_outbox_write()  # what product_upsert recorded, written as its commit would have
     return authorizer
 
 

@@ -1,6 +1,6 @@
-"""The mirror follows Postgres: signals schedule writes after commit, writes are
-order-safe, never touch usage, and a failed write is kept as pending while the
-change that caused it stands. Real Postgres, real HTTP to a moto server."""
+"""The mirror follows Postgres: services record what must reach it in an outbox, written after
+commit; writes are order-safe, never touch usage, and a failed write stays in the outbox while
+the change that caused it stands. Real Postgres, real HTTP to a moto server."""
 
 import io
 
@@ -14,11 +14,12 @@ from accounts.models import Customer
 from accounts.services import credential_create, credential_revoke, credential_rotate, customer_suspend
 from ledger.mirror.client import mirror_client
 from ledger.mirror.items import balances_for_mirror
+from ledger.mirror.outbox import mirror_outbox_write
 from ledger.mirror.writes import balance_write
-from ledger.models import Balance, LedgerEntry, MirrorPending, ProductApi
+from ledger.models import Balance, LedgerEntry, MirrorOutbox, ProductApi
 from ledger.services import credits_adjust, credits_grant, product_upsert
 from tests.authorizer.support import RequestCounter
-from tests.conftest import _free_port
+from tests.conftest import _free_port, admin_form_data
 
 
 def versions(customer, product) -> int:
@@ -152,24 +153,41 @@ def test_a_product_change_rewrites_all_its_balances_and_its_routes(
     assert mirror.route("wthr000002")["product"] == "weather"
 
 
-def test_routes_follow_api_ids_edited_or_deleted_one_by_one(mirror, products, django_capture_on_commit_callbacks):
+def product_change(client, product, edits: dict[str, str]):
+    """Post the admin's change form of `product` as staff would: as the page shows it, with `edits`."""
+    url = reverse("admin:ledger_product_change", args=[product.pk])
+    response = client.post(url, admin_form_data(client, url) | edits | {"_save": "Save"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    return response
+
+
+def test_routes_follow_api_ids_edited_or_deleted_one_by_one(
+    mirror, products, staff, client, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         product_upsert(slug="weather", name="Weather API", api_ids=["wthr000001"])  # unchanged: nothing written
     assert mirror.route("wthr000001") is None  # (the fixture's own writes never ran: no commit in this test)
 
+    # Staff edit the product's API ids one by one in the admin (its inline), each edit its own commit.
+    client.force_login(staff)
+    weather = products["weather"]
     row = ProductApi.objects.get(api_id="wthr000001")
+    assert admin_form_data(client, reverse("admin:ledger_product_change", args=[weather.pk]))["apis-0-id"] == str(
+        row.pk
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        row.save()
-    assert mirror.route("wthr000001") == {"product": "weather", "version": products["weather"].version}
+        product_change(client, weather, {})  # saved as it was
+    weather.refresh_from_db()
+    assert mirror.route("wthr000001") == {"product": "weather", "version": weather.version}
 
     with django_capture_on_commit_callbacks(execute=True):
-        row.api_id = "wthr000009"
-        row.save()
+        product_change(client, weather, {"apis-0-api_id": "wthr000009"})
     assert mirror.route("wthr000001") is None
     assert mirror.route("wthr000009")["product"] == "weather"
 
     with django_capture_on_commit_callbacks(execute=True):
-        row.delete()
+        product_change(client, weather, {"apis-0-DELETE": "on"})
+    assert not ProductApi.objects.filter(product=weather).exists()
     assert mirror.route("wthr000009") is None
 
 
@@ -215,15 +233,17 @@ def test_with_the_mirror_down_a_purchase_and_an_adjustment_stand_and_wait_as_pen
     assert response.status_code == 302  # the request that caused the failed write still succeeds
     assert Balance.objects.get(customer=alice, product=weather).granted == 65
     assert LedgerEntry.objects.filter(customer=alice, product=weather).count() == 3
-    pending = MirrorPending.objects.get()
-    assert (pending.item_pk, pending.item_sk) == (f"CUSTOMER#{alice.public_id}", "PRODUCT#weather")
-    assert "Could not connect" in pending.error
+    # Both changes wait in the outbox, each naming alice's weather item, with why its write failed.
+    balance = Balance.objects.get(customer=alice, product=weather)
+    pending = list(MirrorOutbox.objects.all())
+    assert {(row.scope, row.ref) for row in pending} == {(MirrorOutbox.Scope.BALANCE, str(balance.pk))}
+    assert all("Could not connect" in row.error and row.attempts == 1 for row in pending)
 
     second_door.up()
     assert mirror.balance(alice, weather)["granted"] == 10  # the gate still sees the old state
     call_command("sync_mirror", stdout=io.StringIO(), stderr=io.StringIO())
     assert mirror.balance(alice, weather)["granted"] == 65
-    assert not MirrorPending.objects.exists()
+    assert not MirrorOutbox.objects.exists()
     out = io.StringIO()
     call_command("sync_mirror", "--check", stdout=out)
     assert "no drift" in out.getvalue()
@@ -233,28 +253,26 @@ def test_writes_are_skipped_when_the_mirror_is_off(
     mirror, alice, products, settings, django_capture_on_commit_callbacks
 ):
     settings.MIRROR_ENABLED = False
+    before = list(MirrorOutbox.objects.all())  # the fixtures', recorded while it was on
     with django_capture_on_commit_callbacks(execute=True):
         credits_grant(customer=alice, product=products["weather"], amount=10)
     assert mirror.balance(alice, products["weather"]) is None
-    assert not MirrorPending.objects.exists()
+    assert list(MirrorOutbox.objects.all()) == before  # nothing waits for it either
 
 
-def test_a_write_of_an_older_read_leaves_a_failure_recorded_since_pending(
-    mirror, alice, products, django_capture_on_commit_callbacks
-):
-    from django.utils import timezone
+def test_a_write_clears_only_the_outbox_rows_it_read(mirror, alice, staff, products):
+    weather = products["weather"]
+    credits_grant(customer=alice, product=weather, amount=10)
+    read = set(MirrorOutbox.objects.values_list("pk", flat=True))
+    # Recorded after the write below read its rows: it stays for its own write (or the next run).
+    credits_adjust(customer=alice, product=weather, amount=5, reason="meanwhile", by=staff)
+    balance = Balance.objects.get(customer=alice, product=weather)
+    later = MirrorOutbox.objects.exclude(pk__in=read).get()
 
-    from ledger.mirror.pending import balance_jobs, writes_run_remembered
+    mirror_outbox_write(ids=read)
+    assert list(MirrorOutbox.objects.all()) == [later]
+    assert mirror.balance(alice, weather)["granted"] == 15  # written from Postgres as it is when written
 
-    with django_capture_on_commit_callbacks(execute=True):
-        credits_grant(customer=alice, product=products["weather"], amount=10)
-    read_at = timezone.now()
-    balances = list(balances_for_mirror(Balance.objects.filter(customer=alice)))
-    key = {"item_pk": f"CUSTOMER#{alice.public_id}", "item_sk": "PRODUCT#weather"}
-    MirrorPending.objects.create(**key, error="the write of a newer state failed meanwhile")
-
-    writes_run_remembered(balance_jobs(mirror_client(), balances, force=True), read_at=read_at)
-    assert MirrorPending.objects.filter(**key).exists()  # what this run wrote was read before that failure
-
-    writes_run_remembered(balance_jobs(mirror_client(), balances, force=True), read_at=timezone.now())
-    assert not MirrorPending.objects.exists()
+    mirror_outbox_write()
+    assert not MirrorOutbox.objects.exists()
+    assert (later.scope, later.ref) == (MirrorOutbox.Scope.BALANCE, str(balance.pk))

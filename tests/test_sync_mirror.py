@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from authorizer import mirror as items
 from ledger.mirror.client import mirror_client
-from ledger.models import MirrorPending
+from ledger.models import Balance, MirrorOutbox
 from ledger.services import credits_grant
 
 
@@ -99,10 +99,19 @@ def test_a_recreated_item_starts_from_the_usage_postgres_knows(mirror, balances,
     assert mirror.balance(alice, products["maps"])["used"] == 6  # not 0: spent credits are not handed out again
 
 
+def pending_only(*rows: tuple[str, str]) -> None:
+    """The outbox holds these (scope, ref) rows alone, as failed writes: the others' writes ran."""
+    MirrorOutbox.objects.all().delete()
+    MirrorOutbox.objects.bulk_create([MirrorOutbox(scope=s, ref=r, attempts=1, error="down") for s, r in rows])
+
+
+def balance_ref(customer, product) -> tuple[str, str]:
+    return MirrorOutbox.Scope.BALANCE, str(Balance.objects.get(customer=customer, product=product).pk)
+
+
 def test_pending_rewrites_only_the_items_whose_write_failed(mirror, balances, alice, bob, products):
-    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#maps", error="down")
-    MirrorPending.objects.create(item_pk="API#maps000001", item_sk="ROUTE", error="down")
-    MirrorPending.objects.create(item_pk="CUSTOMER#cus_gone", item_sk="PRODUCT#maps", error="down")
+    gone = (MirrorOutbox.Scope.BALANCE, "999999999")  # nothing behind it in Postgres any more
+    pending_only(balance_ref(alice, products["maps"]), (MirrorOutbox.Scope.ROUTE, "maps000001"), gone)
 
     out, _ = run("--pending")
 
@@ -110,20 +119,22 @@ def test_pending_rewrites_only_the_items_whose_write_failed(mirror, balances, al
     assert mirror.balance(alice, products["maps"])["granted"] == 20
     assert mirror.route("maps000001")["product"] == "maps"
     assert mirror.balance(bob, products["weather"]) is None  # not pending: not written
-    assert not MirrorPending.objects.exists()
+    assert not MirrorOutbox.objects.exists()
 
 
-def test_a_sync_that_cannot_reach_the_mirror_fails_and_keeps_what_is_pending(mirror, balances, alice, settings):
+def test_a_sync_that_cannot_reach_the_mirror_fails_and_keeps_what_is_pending(
+    mirror, balances, alice, products, settings
+):
     from tests.conftest import _free_port
 
-    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#maps", error="throttled")
+    pending_only(balance_ref(alice, products["maps"]))
     settings.MIRROR_ENDPOINT_URL = f"http://127.0.0.1:{_free_port()}"
     for args in [(), ("--check",)]:
         with pytest.raises(CommandError, match="cannot be read: Could not connect"):
             run(*args)
     with pytest.raises(CommandError, match=r"1 item\(s\) could not be written; they stay pending"):
         run("--pending")
-    assert "Could not connect" in MirrorPending.objects.get().error
+    assert "Could not connect" in MirrorOutbox.objects.get().error
 
 
 def test_a_second_run_over_a_current_mirror_writes_nothing(mirror, balances, alice, products):
@@ -158,18 +169,16 @@ def test_it_reads_postgres_in_a_fixed_number_of_queries_whatever_the_number_of_b
 
 def test_a_current_item_loses_its_pending_row(mirror, balances, alice, products):
     run()
-    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#maps", error="throttled")
-    MirrorPending.objects.filter().update(updated="2000-01-01T00:00:00Z")  # failed before this run read Postgres
+    pending_only(balance_ref(alice, products["maps"]))  # failed before this run read Postgres
 
     out, _ = run()
 
     assert "0 item(s) written, 5 already current" in out
-    assert not MirrorPending.objects.exists()
+    assert not MirrorOutbox.objects.exists()
 
 
 def test_create_leaves_an_item_that_appeared_meanwhile_to_the_versioned_write(mirror, balances, alice, products):
     from ledger.mirror.writes import balance_create, balance_write
-    from ledger.models import Balance
 
     balance = Balance.objects.select_related("customer", "product").get(customer=alice, product=products["maps"])
     balance.customer.live_credentials = list(alice.credentials.filter(revoked_at__isnull=True))

@@ -4,7 +4,8 @@ import io
 
 from django.core.management import call_command
 
-from ledger.models import Balance, LedgerEntry, MirrorPending
+from ledger.mirror.outbox import mirror_outbox_write
+from ledger.models import Balance, LedgerEntry, MirrorOutbox
 from ledger.services import credits_grant
 
 
@@ -50,9 +51,41 @@ def test_it_records_only_what_is_new_so_a_second_run_changes_nothing(
 
 
 def test_it_also_writes_pending_items_again(mirror, alice, products):
+    mirror_outbox_write()  # what the fixtures recorded (the products' routes), as their commits would have
     credits_grant(customer=alice, product=products["weather"], amount=5)  # its after-commit write never ran
-    MirrorPending.objects.create(item_pk=f"CUSTOMER#{alice.public_id}", item_sk="PRODUCT#weather", error="throttled")
+    MirrorOutbox.objects.update(attempts=1, error="throttled")
 
     assert "pending mirror writes: 1 done, 0 still failing" in run()
     assert mirror.balance(alice, products["weather"])["granted"] == 5
-    assert not MirrorPending.objects.exists()
+    assert not MirrorOutbox.objects.exists()
+
+
+def test_recording_usage_on_many_balances_sends_no_write_to_the_mirror(
+    mirror, products, committed, fast_password_hashing
+):
+    # What Django writes to an item does not change with usage (`used` is the gate's own),
+    # so a run that records usage has nothing to write back: only its scan reaches DynamoDB.
+    from ledger.mirror.client import mirror_client, mirror_reader
+    from tests.authorizer.support import RequestCounter
+    from tests.conftest import _customer
+
+    weather = products["weather"]
+    customers = [_customer(f"user{i}@example.com", f"User {i}") for i in range(6)]
+    with committed():
+        for customer in customers:
+            credits_grant(customer=customer, product=weather, amount=10)
+    for i, customer in enumerate(customers):
+        mirror.spend(customer, weather, used=i + 1)
+
+    counters = [RequestCounter(mirror_client()), RequestCounter(mirror_reader())]
+    try:
+        with committed():  # and whatever it schedules after its commits, run as a real commit would
+            out = run()
+    finally:
+        for counter in counters:
+            counter.stop()
+
+    assert "21 credit(s) of usage recorded on 6 balance(s)" in out
+    assert [op for counter in counters for op in counter.operations] == ["Scan"]
+    assert [Balance.objects.get(customer=c, product=weather).used for c in customers] == [1, 2, 3, 4, 5, 6]
+    assert [mirror.balance(c, weather)["used"] for c in customers] == [1, 2, 3, 4, 5, 6]

@@ -6,7 +6,8 @@ the transaction that changed them has committed. One job per module:
 * `client.py`  - the boto3 clients, built from settings when first needed
 * `items.py`   - what Django writes for a balance or a route, built from rows
 * `writes.py`  - the conditional writes, and running many of them in parallel
-* `pending.py` - the writes after commit, and the failed ones kept for a retry
+* `outbox.py`  - what must be written, recorded with each change; written after commit,
+                 or by the minute's `sync_usage` run
 * `sync.py`    - `sync_mirror`: every item rewritten where it differs, and `--check`'s drift
 
 Usage flows the other way (mirror -> ledger) in ledger/usage.py.

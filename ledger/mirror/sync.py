@@ -6,14 +6,12 @@ a 1 MB page takes long to answer) and Postgres 500 balances at a time.
 
 import functools
 
-from django.utils import timezone
-
 from authorizer import mirror as m
 from ledger.mirror.client import mirror_client, mirror_reader, scan
 from ledger.mirror.items import Key, balance_key, balance_owned, balances_for_mirror, key_of, plain, route_owned
-from ledger.mirror.pending import route_jobs, writes_run_remembered
-from ledger.mirror.writes import WriteReport, balance_create, balance_write
-from ledger.models import Balance, MirrorPending, ProductApi
+from ledger.mirror.outbox import mirror_outbox_clear
+from ledger.mirror.writes import WriteReport, balance_create, balance_write, route_jobs, writes_run
+from ledger.models import Balance, MirrorOutbox, ProductApi
 
 CHUNK = 500
 
@@ -53,11 +51,12 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
     rewritten at its version or a newer one (balance_write with force), never
     an older state. Postgres is read 500 balances at a time, in a fixed number
     of queries per chunk.
+    The outbox rows that were there before Postgres was read are deleted when
+    every write succeeded: what they named is written, from a later read.
     `progress_factory(total, desc)`: a progress bar (total None: not known).
     """
     client = mirror_client()
-    read_at = timezone.now()
-    pending = set(MirrorPending.objects.values_list("item_pk", "item_sk"))
+    outbox = list(MirrorOutbox.objects.values_list("pk", flat=True))
     state = _mirror_state(mirror_reader(), progress_factory(None, "read the mirror") if progress_factory else None)
     balances = balances_for_mirror().order_by("pk")
     routes = {row.api_id: row.product for row in ProductApi.objects.select_related("product")}
@@ -77,7 +76,7 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
                 current.append(key)
             else:
                 jobs.append((key, functools.partial(balance_write, client, balance, force=True)))
-        return writes_run_remembered(jobs, read_at=read_at, progress=progress, current=current, pending=pending)
+        return writes_run(jobs, progress=progress, current=current)
 
     chunk: list[Balance] = []
     for balance in balances.iterator(chunk_size=CHUNK):
@@ -92,11 +91,12 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
         if state.get(key_of(m.route_key(api_id))) != _in_order(route_owned(product), m.ROUTE_OWNED)
     }
     current = [key_of(m.route_key(api_id)) for api_id in routes.keys() - differ]
-    report += writes_run_remembered(
-        route_jobs(client, differ | stale_routes), read_at=read_at, progress=progress, current=current, pending=pending
-    )
+    jobs = route_jobs(client, {api_id: routes.get(api_id) for api_id in differ | stale_routes})
+    report += writes_run(jobs, progress=progress, current=current)
     if progress is not None:
         progress.close()
+    if not report.failed:
+        mirror_outbox_clear(outbox)
     return report
 
 

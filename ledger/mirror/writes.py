@@ -11,6 +11,7 @@
 `writes_run` runs many of them (in a thread pool) and reports, per item key, what failed.
 """
 
+import functools
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from django.conf import settings
 
 from authorizer import mirror as m
-from ledger.mirror.items import Key, balance_key, balance_values, route_item, typed
+from ledger.mirror.items import Key, balance_key, balance_values, key_of, route_item, typed
 from ledger.models import Balance, Product
 
 
@@ -85,6 +86,14 @@ def route_write(client, api_id: str, product: Product | None) -> bool:
     return True
 
 
+def route_jobs(client, routes: dict[str, Product | None]) -> list["Job"]:
+    """A write for each route item: to its product, or a deletion (None: no product has the API id)."""
+    return [
+        (key_of(m.route_key(api_id)), functools.partial(route_write, client, api_id, product))
+        for api_id, product in sorted(routes.items())
+    ]
+
+
 # --- Running many writes -------------------------------------------------------
 
 
@@ -93,7 +102,7 @@ class WriteReport:
     written: int = 0
     current: int = 0  # already as new as Postgres: nothing written
     failed: dict[Key, str] = field(default_factory=dict)
-    left: int = 0  # items not tried here, left to the next scheduled run (see ledger/mirror/outbox.py)
+    left: int = 0  # outbox rows not tried, left to the next scheduled run (ledger/mirror/outbox.py)
 
     def __iadd__(self, other: "WriteReport") -> "WriteReport":
         self.written += other.written

@@ -2,7 +2,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from ledger.mirror.pending import mirror_pending_retry
+from ledger.mirror.outbox import mirror_outbox_write
 from ledger.mirror.sync import mirror_drift, mirror_full_write
 from ledger.mirror.writes import WriteReport
 
@@ -11,13 +11,13 @@ class Command(BaseCommand):
     help = (
         "Rewrite every item of the gate's mirror from Postgres (never touching what the gate has used). "
         "--check only compares, prints the drift and exits non-zero when there is any; "
-        "--pending only rewrites the items whose last write failed."
+        "--pending only writes what the outbox holds (writes that failed or never ran after their commit)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--check", action="store_true", help="compare only; exit 1 on any drift")
-        mode.add_argument("--pending", action="store_true", help="rewrite only the items whose write failed")
+        mode.add_argument("--pending", action="store_true", help="write only what the outbox holds")
 
     def handle(self, *, check: bool, pending: bool, verbosity: int, **options) -> None:
         try:
@@ -30,7 +30,8 @@ class Command(BaseCommand):
             self._check()
             return
         if pending:
-            report = mirror_pending_retry()
+            with tqdm(unit="item", desc="outbox", disable=verbosity < 1, file=self.stderr, mininterval=1) as bar:
+                report = mirror_outbox_write(force=True, progress=bar)
         else:
             report = mirror_full_write(
                 lambda total, desc: tqdm(
