@@ -21,7 +21,7 @@ from django.test import Client  # noqa: E402
 
 from accounts.models import Credential, Customer  # noqa: E402
 from accounts.services import credential_rotate, customer_reactivate, customer_suspend  # noqa: E402
-from ledger.models import MirrorPending, Purchase  # noqa: E402
+from ledger.models import MirrorOutbox, Purchase  # noqa: E402
 
 OLD_API_ID, API_ID, SKU = "wthr000001", "wthr000002", "WTHR-100"
 HOST = "abc123.execute-api.us-east-1.amazonaws.com"
@@ -92,5 +92,5 @@ STEPS = {
 if __name__ == "__main__":
     for step in sys.argv[1:]:
         result = STEPS[step]()
-        result["pending"] = list(MirrorPending.objects.values_list("item_pk", "item_sk", "error"))
+        result["pending"] = list(MirrorOutbox.objects.values_list("scope", "ref", "error"))
         print("RESULT " + json.dumps({"step": step, **result}), flush=True)

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from ledger.models import MirrorPending, Purchase
+from ledger.models import MirrorOutbox, Purchase
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -71,7 +71,7 @@ def world(mirror_table, zapier, alice, bob, staff, products, purchase):
     zapier({"order_id": "2002", "email": "omar@example.com", "product": "GIFT-CARD", "quantity": "5"})
     assert Purchase.objects.filter(status=Purchase.Status.UNMATCHED).exists()
     assert Purchase.objects.filter(created_customer=True).exists()
-    MirrorPending.objects.create(item_pk="CUSTOMER#x", item_sk="PRODUCT#weather", error="timeout")
+    MirrorOutbox.objects.create(scope=MirrorOutbox.Scope.ROUTE, ref="gone00001", attempts=1, error="timeout")
     long_ago = timezone.now() - datetime.timedelta(days=2)
     AccessAttempt.objects.create(
         username="alice@example.com", ip_address="203.0.113.1", failures_since_start=5, attempt_time=long_ago

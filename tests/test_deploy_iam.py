@@ -20,7 +20,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import Credential, Customer
-from ledger.models import Balance, LedgerEntry, MirrorPending, Purchase
+from ledger.models import Balance, LedgerEntry, MirrorOutbox, Purchase
 from tests.authorizer.support import AUDIENCE, ISSUER, gate_environ, load_event, mint
 from tests.iam import REGION, ROOT, grants, service, used_statements, zappa_stage
 from tests.iam_django import API_ID, OLD_API_ID
@@ -61,7 +61,7 @@ def django(stack, *steps: str) -> dict[str, dict]:
     results = [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
     assert [r["step"] for r in results] == list(steps), out
     for result in results:
-        assert result["pending"] == [], result  # a refused mirror write is kept as pending: none may be
+        assert result["pending"] == [], result  # a refused mirror write would stay in the outbox: there must be none
         for done in result.get("commands", [result] if "status" in result and "out" in result else []):
             assert done["status"] == 0, done
     return {r["step"]: r for r in results}
@@ -109,7 +109,7 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     stack = iam_stack
     assert zappa_stage("dev")["environment_variables"]["MIRROR_TABLE"] == stack.refs["MirrorTable"]
 
-    # Django: routes, a purchase with its email, a rotation, a suspension (signal-driven mirror writes).
+    # Django: routes, a purchase with its email, a rotation, a suspension (the outbox's writes after each commit).
     done = django(stack, "routes", "purchase", "rotate", "suspend")
     assert done["purchase"]["status"] == 201, done["purchase"]
     assert (done["purchase"]["body"]["status"], done["purchase"]["email_status"]) == ("applied", "sent")
@@ -141,7 +141,7 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     assert Balance.objects.get().used == 1
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).count() == 1
     assert Purchase.objects.get().email_status == Purchase.EmailStatus.SENT
-    assert not MirrorPending.objects.exists()
+    assert not MirrorOutbox.objects.exists()
     assert stack.moto.client("ses", stack.admin).get_send_quota()["SentLast24Hours"] >= 1
 
     # Each role: every call allowed, every grant of its code's statements used.
