@@ -131,6 +131,8 @@ def test_alice_logs_in_sees_her_balance_rotates_her_secret_once_and_logs_out(
 
     with pytest.raises(PlaywrightError, match="ERR_CACHE_MISS"):
         page.go_back()  # the answer was no-store: Chromium has no copy of it to show again
+    page.wait_for_url("chrome-error://chromewebdata/")  # its "Confirm form resubmission" page instead
+    page.wait_for_load_state()
     assert new_secret not in page.content()
     page.goto(f"{live_server.url}/account/")
 
