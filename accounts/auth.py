@@ -1,14 +1,49 @@
 """Login and password pieces of the customer portal: Django's auth forms,
-adjusted to log in by email, throttle by email, and let customers who never
+adjusted to log in by email, throttle by email and IP, and let customers who never
 had a password set one."""
 
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_failure_limit, get_lockout_parameters
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Sum
 from django.http import HttpRequest
 from django.shortcuts import render
 from django.urls import reverse
 
 from accounts.models import User, normalize_email
+
+# What LoginThrottleHandler counts, in this order: the (account, IP) pair, then the IP alone.
+LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+
+
+class LoginThrottleHandler(AxesDatabaseHandler):
+    """django-axes' database handler (AXES_HANDLER) with a limit per kind of count.
+
+    axes compares one number, the largest of its counts, with one limit. Here the
+    (account, IP) pair locks at AXES_FAILURE_LIMIT (5) and the IP, counting every account
+    tried from it, at LOGIN_IP_FAILURE_LIMIT (50): so a person's typos never lock the
+    others behind the same address, and one address still cannot guess at many accounts.
+    The number handed to axes is the pair's count, or the whole limit once the IP has
+    reached its own.
+    """
+
+    def failures(self, request: HttpRequest, credentials: dict | None = None) -> tuple[int, int]:
+        """(failures of this account from this IP, failures of every account from this IP), within the cool-off."""
+        if get_lockout_parameters(request, credentials) != LOCKOUT_PARAMETERS:
+            raise ImproperlyConfigured(f"LoginThrottleHandler counts AXES_LOCKOUT_PARAMETERS = {LOCKOUT_PARAMETERS}")
+        pair, ip = (
+            attempts.aggregate(n=Sum("failures_since_start"))["n"] or 0
+            for attempts in self.get_user_attempts(request, credentials)
+        )
+        return pair, ip
+
+    def get_failures(self, request: HttpRequest, credentials: dict | None = None) -> int:
+        pair, ip = self.failures(request, credentials)
+        if ip >= settings.LOGIN_IP_FAILURE_LIMIT:
+            return max(pair, get_failure_limit(request, credentials))
+        return pair
 
 
 def login_throttle_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
@@ -65,10 +100,13 @@ def login_lockout_response(request: HttpRequest, original_response=None, credent
     from axes.helpers import get_cool_off
 
     cool_off = get_cool_off(request)
+    _, ip_failures = LoginThrottleHandler().failures(request, credentials)
     return render(
         request,
         "accounts/lockout.html",
         {
+            "ip_locked": ip_failures >= settings.LOGIN_IP_FAILURE_LIMIT,
+            "ip_failure_limit": settings.LOGIN_IP_FAILURE_LIMIT,
             "failure_limit": settings.AXES_FAILURE_LIMIT,
             "cooloff_minutes": round(cool_off.total_seconds() / 60) if cool_off else None,
         },

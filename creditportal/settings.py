@@ -180,18 +180,27 @@ LOGIN_REDIRECT_URL = "account_dashboard"
 LOGOUT_REDIRECT_URL = "account_login"
 
 # Login throttle: django-axes counts failed logins in Postgres (so every
-# Lambda instance sees the same counts), per account and, separately, per IP.
-# A successful login does not reset the counts on purpose: with per-IP
-# counting, an attacker's own good login would wipe the IP's failures.
+# Lambda instance sees the same counts). Two limits (accounts.auth.LoginThrottleHandler):
+# LOGIN_FAILURE_LIMIT per (account, IP) pair, so one account's lockout never locks
+# anyone else on that IP (an office, a NAT, staff's own admin login), and a much higher
+# LOGIN_IP_FAILURE_LIMIT per IP over every account tried from it (one IP guessing many).
+# A successful login does not reset the counts on purpose: with per-IP counting, an
+# attacker's own good login would wipe the IP's failures.
 INSTALLED_APPS += ["axes"]
 MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses locked-out logins before the password is checked
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "5")
+AXES_HANDLER = "accounts.auth.LoginThrottleHandler"
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "5")  # per (account, IP) pair
+LOGIN_IP_FAILURE_LIMIT = envint("LOGIN_IP_FAILURE_LIMIT", "50")  # per IP, all accounts together
 AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", "15"))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one trips it
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]  # the pair, then the IP alone
+# The client's IP is REMOTE_ADDR, which Zappa sets from API Gateway's X-Forwarded-For
+# (docs/portal.md says which endpoint type makes it right). django-ipware is not installed,
+# so axes reads REMOTE_ADDR alone; this says so should it ever be.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 AXES_USERNAME_FORM_FIELD = "username"  # what AuthenticationForm posts (it holds the email)
 AXES_USERNAME_CALLABLE = "accounts.auth.login_throttle_username"
 AXES_RESET_ON_SUCCESS = False
