@@ -184,3 +184,24 @@ class Credential(models.Model):
 
     def check_secret(self, secret: str) -> bool:
         return hmac.compare_digest(self.secret_hash, hash_secret(secret))
+
+
+class Throttle(models.Model):
+    """How many times something was asked for within one fixed window of time (e.g. a password
+    reset link, per address and per IP). Written only by `accounts.services.throttle_hit`."""
+
+    scope = models.CharField(max_length=32)
+    # A keyed hash of what is counted (an address, an IP): nothing readable is kept, and an
+    # address nobody has is stored no differently from a customer's.
+    key = models.CharField(max_length=64)
+    window_start = models.DateTimeField()
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key", "window_start"], name="throttle_one_row_per_window"),
+        ]
+        indexes = [models.Index(fields=["window_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key[:8]}… {self.hits} since {self.window_start:%Y-%m-%d %H:%M}"

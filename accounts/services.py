@@ -4,12 +4,16 @@ gate's mirror uses to tell a newer state from a late, older one), and records
 in the same transaction that the customer's mirror items must be rewritten
 (`_mirror_customer`: ledger's outbox, written after commit)."""
 
+from datetime import UTC, datetime, timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
-from accounts.models import Credential, Customer, User, normalize_email, normalize_name
+from accounts.models import Credential, Customer, Throttle, User, normalize_email, normalize_name
 
 # Active (unrevoked) credentials a customer may have at once.
 MAX_ACTIVE_CREDENTIALS = 5
@@ -128,3 +132,28 @@ def customer_get_or_create(*, email: str, name: str = "") -> tuple[Customer, Cre
         return customer, None, None
     credential, secret = credential_create(customer=customer)
     return customer, credential, secret
+
+
+def throttle_hit(*, scope: str, key: str, limit: int, window: timedelta) -> bool:
+    """Count one request for `key` in `scope`; True while at most `limit` were made in the
+    current fixed window of `window`, False past it.
+
+    Atomic across requests and Lambda instances: the count is one row, raised by an UPDATE
+    that holds its row lock until commit, so concurrent requests queue on it and each reads
+    the count the one before it left. Windows that have ended are deleted as it goes.
+    """
+    seconds = int(window.total_seconds())
+    now = timezone.now()
+    start = datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, tz=UTC)
+    hashed = salted_hmac("creditportal.throttle", f"{scope}:{key}", algorithm="sha256").hexdigest()
+    counted = Throttle.objects.filter(scope=scope, key=hashed, window_start=start)
+    with transaction.atomic():
+        if not counted.update(hits=F("hits") + 1):
+            try:
+                with transaction.atomic():
+                    Throttle.objects.create(scope=scope, key=hashed, window_start=start, hits=1)
+            except IntegrityError:  # created meanwhile by a concurrent request: count on it
+                counted.update(hits=F("hits") + 1)
+        hits = counted.values_list("hits", flat=True).get()
+    Throttle.objects.filter(window_start__lt=start - window).delete()
+    return hits <= limit

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import selectors, services
 from accounts.auth import LoginForm, PasswordResetForm
 from accounts.charts import bar_chart
-from accounts.models import Credential, Customer
+from accounts.models import Credential, Customer, normalize_email
 
 RECENT_PURCHASES = 10
 USAGE_DAYS = 30
@@ -165,11 +165,30 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view, throttled per IP (a clear 429: it says nothing about any address) and per
+    address (past it, the same "check your email" answer, without an email, whether or not
+    the address has an account)."""
+
     form_class = PasswordResetForm
     template_name = "accounts/password_reset_form.html"
     subject_template_name = "emails/password_reset_subject.txt"
     email_template_name = "emails/password_reset.txt"
     html_email_template_name = "emails/password_reset.html"
+
+    def form_valid(self, form):
+        window = settings.PASSWORD_RESET_WINDOW
+        ip = self.request.META.get("REMOTE_ADDR") or ""  # the address the login throttle counts too
+        if not services.throttle_hit(
+            scope="password-reset-ip", key=ip, limit=settings.PASSWORD_RESET_IP_LIMIT, window=window
+        ):
+            context = {"window_minutes": round(window.total_seconds() / 60)}
+            return render(self.request, "accounts/password_reset_throttled.html", context, status=429)
+        email = normalize_email(form.cleaned_data["email"])
+        if not services.throttle_hit(
+            scope="password-reset-email", key=email, limit=settings.PASSWORD_RESET_EMAIL_LIMIT, window=window
+        ):
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

@@ -208,6 +208,14 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the cool-off runs from 
 AXES_LOCKOUT_CALLABLE = "accounts.auth.login_lockout_response"  # our page, with the cool-off in minutes
 AXES_HTTP_RESPONSE_CODE = 429
 
+# Password reset links ("email me a link"): at most this many per address and per IP
+# in each window (counted in Postgres, accounts.models.Throttle, so across Lambda instances).
+# Past the address's limit the answer is the usual "check your email", with no email:
+# whether the address has an account is never told.
+PASSWORD_RESET_EMAIL_LIMIT = envint("PASSWORD_RESET_EMAIL_LIMIT", "3")
+PASSWORD_RESET_IP_LIMIT = envint("PASSWORD_RESET_IP_LIMIT", "20")
+PASSWORD_RESET_WINDOW = timedelta(minutes=envint("PASSWORD_RESET_WINDOW_MINUTES", "60"))
+
 # Low-balance email: sent once when a product's remaining credits fall below
 # this fraction of the customer's last purchase of it (at least 1 credit).
 LOW_BALANCE_FRACTION = float(os.getenv("LOW_BALANCE_FRACTION", "0.1"))

@@ -4,6 +4,7 @@
 import re
 
 from django.contrib.auth.tokens import default_token_generator
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils.encoding import force_bytes
@@ -132,3 +133,64 @@ def test_a_logged_in_customer_changes_their_password(client, alice):
     alice.user.refresh_from_db()
     assert alice.user.check_password("another fine passphrase")
     assert client.get(reverse("account_dashboard")).status_code == 200  # still logged in
+
+
+# --- The throttle: per address and per IP (accounts.services.throttle_hit) ----------------
+
+
+def reset(email: str, ip: str = "203.0.113.7"):
+    return Client().post(reverse("password_reset"), {"email": email}, REMOTE_ADDR=ip, follow=True)
+
+
+def test_links_to_one_address_stop_after_the_limit_with_the_same_answer(alice, mailoutbox, settings):
+    assert settings.PASSWORD_RESET_EMAIL_LIMIT == 3
+    answers = [reset(spelling, ip=f"198.51.100.{i}") for i, spelling in enumerate(
+        ["alice@example.com", "ALICE@example.com", " Alice@Example.com", "alice@example.com", "alice@EXAMPLE.com",
+         "alice@example.com", "alice@example.com", "alice@example.com"])]  # fmt: skip
+
+    assert len(mailoutbox) == 3  # 8 requests (each from its own IP), 3 emails
+    assert {a.status_code for a in answers} == {200}
+    assert {a.redirect_chain[-1][0] for a in answers} == {reverse("password_reset_done")}
+    assert len({a.content for a in answers}) == 1  # sent or not, one answer, byte for byte
+
+
+def test_the_answer_is_the_same_for_an_address_nobody_has(alice, mailoutbox):
+    """Past the limit or not, with an account or not: one page, so nothing tells them apart."""
+    known = [reset(alice.email, ip=f"198.51.100.{i}") for i in range(5)]
+    unknown = [reset("nobody@example.com", ip=f"192.0.2.{i}") for i in range(5)]
+
+    assert {(a.status_code, a.redirect_chain[-1][0], a.content) for a in known + unknown} == {
+        (200, reverse("password_reset_done"), known[0].content)
+    }
+    assert [m.to for m in mailoutbox] == [[alice.email]] * 3
+
+
+def test_one_ip_is_paused_after_its_limit_whatever_addresses_it_asks_for(alice, mailoutbox, settings):
+    assert settings.PASSWORD_RESET_IP_LIMIT == 20
+    for i in range(20):
+        assert reset(f"someone{i}@example.com", ip="203.0.113.99").status_code == 200
+
+    paused = reset(alice.email, ip="203.0.113.99")
+
+    assert paused.status_code == 429
+    assert "Too many password links asked for" in paused.content.decode()
+    assert "try again in 60 minutes" in paused.content.decode()
+    assert mailoutbox == []  # alice's link was not sent from there
+    assert reset(alice.email, ip="203.0.113.100").status_code == 200  # nor is anyone else held up
+    assert [m.to for m in mailoutbox] == [[alice.email]]
+
+
+def test_the_limits_start_again_in_the_next_window(alice, mailoutbox):
+    import datetime
+
+    from accounts.models import Throttle
+
+    for _ in range(4):
+        reset(alice.email)
+    assert len(mailoutbox) == 3
+    Throttle.objects.update(window_start=F("window_start") - datetime.timedelta(hours=1))
+
+    reset(alice.email)
+
+    assert len(mailoutbox) == 4
+    assert alice.email not in str(list(Throttle.objects.values()))  # only keyed hashes are kept
