@@ -11,8 +11,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from accounts.forms import CustomerEmailForm
 from accounts.models import Credential, Customer, User
-from accounts.services import customer_reactivate, customer_suspend
+from accounts.services import customer_email_change, customer_reactivate, customer_suspend, user_deactivate
 from creditportal.paginator import EstimatedCountPaginator
 from ledger.forms import CreditsAdjustForm
 from ledger.models import Balance, LedgerEntry, Product
@@ -34,6 +35,32 @@ class UserAdmin(BaseUserAdmin):
         ("Important dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A customer's login keeps the customer's email: it changes on the customer's page
+        # (customer_email_change), both at once, or purchases and logins would drift apart.
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "email"] if obj is not None and Customer.objects.filter(user=obj).exists() else fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "is_active" in form.base_fields:
+            form.base_fields["is_active"].help_text = (
+                "Unticked: no more logins and, for a customer's login, the customer is suspended too "
+                "(its tokens are refused, the gate denies its next call). Ticking it again does not "
+                "reactivate the customer: do that on the customer's page."
+            )
+        return form
+
+    def save_model(self, request, obj, form, change):
+        deactivated = change and "is_active" in form.changed_data and not obj.is_active
+        super().save_model(request, obj, form, change)
+        if deactivated:
+            user_deactivate(user=obj)
+            if Customer.objects.filter(user=obj).exists():
+                self.message_user(
+                    request, f"{obj}'s customer is suspended too: API calls are denied.", messages.WARNING
+                )
 
 
 class ProductListFilter(admin.SimpleListFilter):
@@ -93,7 +120,8 @@ class CustomerAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     fields = ["email", "name", "public_id", "status", "created", "user", "ledger_history"]
-    readonly_fields = ["public_id", "status", "created", "user", "ledger_history"]
+    # The email changes through "Change email" (customer_email_change), with the login's.
+    readonly_fields = ["email", "public_id", "status", "created", "user", "ledger_history"]
     inlines = [BalanceInline, CredentialInline]
     actions = ["suspend", "reactivate"]
 
@@ -114,6 +142,7 @@ class CustomerAdmin(admin.ModelAdmin):
             path(
                 "<int:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="accounts_customer_adjust"
             ),
+            path("<int:object_id>/email/", self.admin_site.admin_view(self.email_view), name="accounts_customer_email"),
             path(
                 "<int:object_id>/status/",
                 self.admin_site.admin_view(require_POST(self.status_view)),
@@ -148,7 +177,7 @@ class CustomerAdmin(admin.ModelAdmin):
         return format_html(
             "<table><thead><tr><th>When</th><th>Product</th><th>Kind</th><th>Credits</th><th>Reason</th>"
             "<th>By</th></tr></thead><tbody>{}</tbody></table><p><a href='{}'>All ledger entries of this customer</a></p>",
-            rows or format_html("<tr><td colspan='6'>No entries yet.</td></tr>"),
+            rows or format_html("<tr><td colspan='6'>{}</td></tr>", "No entries yet."),
             all_url,
         )
 
@@ -177,6 +206,30 @@ class CustomerAdmin(admin.ModelAdmin):
             customer_reactivate(customer=customer)
             self.message_user(request, f"{customer} is active again.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:accounts_customer_change", args=[customer.pk]))
+
+    def email_view(self, request: HttpRequest, object_id: int):
+        customer = get_object_or_404(Customer, pk=object_id)
+        if not self.has_change_permission(request, customer):
+            raise PermissionDenied
+        form = CustomerEmailForm(request.POST or None, initial={"email": customer.email})
+        if request.method == "POST" and form.is_valid():
+            old = customer.email
+            try:
+                customer = customer_email_change(customer=customer, email=form.cleaned_data["email"])
+            except ValidationError as e:
+                form.add_error("email", e)
+            else:
+                self.log_change(request, customer, f"Email changed from {old} to {customer.email}.")
+                self.message_user(request, f"{old} is now {customer.email}, for purchases and login.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:accounts_customer_change", args=[customer.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": customer,
+            "title": f"Change the email of {customer}",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/accounts/customer/email.html", context)
 
     def adjust_view(self, request: HttpRequest, object_id: int):
         customer = get_object_or_404(Customer, pk=object_id)

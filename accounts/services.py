@@ -7,6 +7,7 @@ in the same transaction that the customer's mirror items must be rewritten
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Lower
@@ -157,3 +158,42 @@ def throttle_hit(*, scope: str, key: str, limit: int, window: timedelta) -> bool
         hits = counted.values_list("hits", flat=True).get()
     Throttle.objects.filter(window_start__lt=start - window).delete()
     return hits <= limit
+
+
+@transaction.atomic
+def customer_email_change(*, customer: Customer, email: str) -> Customer:
+    """The one way a customer's email changes: the customer's (which purchases are matched by)
+    and its login's (which they log in with) change together, so the two never drift.
+    Refuses an address that another customer or login has."""
+    email = normalize_email(email)
+    validate_email(email)
+    customer = Customer.objects.select_for_update().select_related("user").get(pk=customer.pk)
+    taken = ValidationError(f"{email} is already used by another customer or login.", code="email_taken")
+    others = (
+        Customer.objects.alias(email_ci=Lower("email")).filter(email_ci=email).exclude(pk=customer.pk).exists()
+        or User.objects.alias(email_ci=Lower("email")).filter(email_ci=email).exclude(pk=customer.user_id).exists()
+    )
+    if others:
+        raise taken
+    try:
+        with transaction.atomic():  # a concurrent change to the same address loses on the unique indexes
+            customer.email = customer.user.email = email
+            customer.user.save(update_fields=["email"])
+            customer.save(update_fields=["email"])
+    except IntegrityError:
+        raise taken from None
+    return customer
+
+
+@transaction.atomic
+def user_deactivate(*, user: User) -> User:
+    """No more logins for `user` and, if it is a customer's, no more API calls either: the
+    customer is suspended (the token endpoint and the balance API refuse its credentials,
+    the gate denies from the next call). Reactivating the login later leaves the customer
+    suspended, on purpose: staff reactivate the customer on its own page."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    customer = Customer.objects.filter(user=user).first()
+    if customer is not None and customer.is_active:
+        customer_suspend(customer=customer)
+    return user

@@ -36,6 +36,7 @@ CUSTOM_VIEW_POSTS = {
         "reason": "view-only staff try",
     },
     "accounts_customer_status": lambda world: {"status": "suspended"},
+    "accounts_customer_email": lambda world: {"email": "view-only@example.com"},
     "auth_user_password_change": lambda world: {
         "password1": "view only took over",
         "password2": "view only took over",
