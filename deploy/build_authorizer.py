@@ -7,7 +7,9 @@ Dependencies are read from authorizer/requirements.txt and installed as
 Lambda-platform wheels for that architecture and Python (see
 deploy/lambda_platform.py: the defaults are deploy/template.yaml's
 AuthorizerArchitecture and AuthorizerRuntime); botocore comes with the
-runtime. Deploy the zip with the same two parameters. Fails (exit 1) when the zip is over 5 MiB or asks for a newer
+runtime. Deploy the zip with the same two parameters. The modules go in with
+their bytecode, compiled by an interpreter of the runtime's version when one is
+here (Lambda cannot write bytecode: without it every cold start compiles them). Fails (exit 1) when the zip is over 5 MiB or asks for a newer
 glibc than the runtime has, and before building when the trimmed DynamoDB
 model in authorizer/botocore_data/ is not what the botocore installed here
 gives (`python -m deploy.dynamodb_model` writes it again).
@@ -27,7 +29,9 @@ from deploy.lambda_platform import (
     ROOT,
     Platform,
     Steps,
+    compile_bytecode,
     elf_machine,
+    find_python,
     glibc_needed,
     mib,
     pip_install_for_lambda,
@@ -37,6 +41,9 @@ from deploy.lambda_platform import (
 )
 
 SOURCE = ROOT / "authorizer"
+# The packages of the zip whose modules the handler imports (cffi's is its extension alone, pycparser
+# is cffi's build-time parser): their bytecode goes in. tests/test_packaging.py checks the list.
+BYTECODE_FOR = ("authorizer", "cryptography")
 REQUIREMENTS = SOURCE / "requirements.txt"
 MAX_SIZE = 5 * 1024 * 1024
 
@@ -54,7 +61,7 @@ def authorizer_sources() -> list[Path]:
 
 
 def build(output: Path, work: Path, platform: Platform = AUTHORIZER) -> int:
-    steps = Steps(6, "authorizer-zip")
+    steps = Steps(7, "authorizer-zip")
     package = work / "package"
 
     steps("checking the trimmed DynamoDB model against the installed botocore")
@@ -93,6 +100,14 @@ def build(output: Path, work: Path, platform: Platform = AUTHORIZER) -> int:
     foreign = [path.name for path in libraries if elf_machine(path) != ELF_MACHINES[platform.architecture]]
     if foreign:
         raise SystemExit(f"authorizer-zip: not built for {platform.architecture}: {', '.join(foreign)}")
+
+    python = find_python(platform.python_version)
+    if python is None:
+        steps(f"no python{platform.python_version} here: the zip holds no bytecode (each cold start compiles)")
+    else:
+        steps(f"compiling bytecode with {python} (Lambda cannot write it: /var/task is read-only)")
+        compiled = compile_bytecode([package / name for name in BYTECODE_FOR], python)
+        print(f"authorizer-zip       {compiled} modules of {', '.join(BYTECODE_FOR)} compiled")
 
     steps(f"zipping into {output}")
     size = write_zip(package, output)

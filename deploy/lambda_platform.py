@@ -123,6 +123,38 @@ def prune(site_packages: Path) -> None:
     shutil.rmtree(site_packages / "bin", ignore_errors=True)
 
 
+def find_python(version: str) -> str | None:
+    """An interpreter of exactly `version` ("3.12") here: this one, one on PATH, or one pyenv has
+    installed (its shims run only with PYENV_VERSION set). None when there is none."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    candidates = [shutil.which(f"python{version}")]
+    if shutil.which("pyenv"):
+        installed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False)
+        for name in installed.stdout.split():
+            if name == version or name.startswith(version + "."):
+                prefix = subprocess.run(["pyenv", "prefix", name], capture_output=True, text=True, check=False)
+                candidates.append(str(Path(prefix.stdout.strip()) / "bin" / f"python{version}"))
+    for candidate in filter(None, candidates):
+        probe = [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+        answer = subprocess.run(probe, capture_output=True, text=True, check=False)
+        if answer.returncode == 0 and answer.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def compile_bytecode(folders: list[Path], python: str) -> int:
+    """Compile every module in FOLDERS with PYTHON, as `__pycache__/*.cpython-3XX.pyc`; returns how many.
+
+    Lambda's /var/task is read-only: without bytecode in the zip, every cold start
+    compiles each module it imports, and keeps nothing. `unchecked-hash` bytecode is
+    used without comparing the source's timestamp (the zip's entries all carry 1980).
+    """
+    command = [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    subprocess.run([*command, *map(str, folders)], check=True, stdout=subprocess.DEVNULL)
+    return sum(1 for folder in folders for _ in folder.rglob("*.pyc"))
+
+
 STRIP_TOOLS = ("strip", "llvm-strip")  # GNU strip knows this machine's architecture; llvm-strip knows them all
 
 

@@ -11,7 +11,6 @@ only the package and, after it, what the Lambda runtime itself provides
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,6 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from deploy.build_authorizer import BYTECODE_FOR
 from deploy.lambda_platform import (
     AUTHORIZER,
     AUTHORIZER_ARCHITECTURES,
@@ -30,6 +30,7 @@ from deploy.lambda_platform import (
     PYTHON_VERSION,
     Platform,
     elf_machine,
+    find_python,
     glibc_needed,
 )
 
@@ -50,24 +51,11 @@ def build(command: list[str]) -> str:
 
 
 def runtime_python(version: str = PYTHON_VERSION) -> str:
-    """An interpreter of the Lambda runtime's version, to load the package's compiled modules:
-    this one, one on PATH, or one pyenv has installed (its shims need PYENV_VERSION)."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
-        return sys.executable
-    candidates = [shutil.which(f"python{version}")]
-    if shutil.which("pyenv"):
-        installed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False)
-        for name in installed.stdout.split():
-            if name == version or name.startswith(version + "."):
-                prefix = subprocess.run(["pyenv", "prefix", name], capture_output=True, text=True, check=False)
-                candidates.append(str(Path(prefix.stdout.strip()) / "bin" / f"python{version}"))
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=False
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
-            return candidate
-    pytest.skip(f"no python{version} here to load the Lambda package's compiled modules")
+    """An interpreter of the Lambda runtime's version, to load the package's compiled modules."""
+    found = find_python(version)
+    if found is None:
+        pytest.skip(f"no python{version} here to load the Lambda package's compiled modules")
+    return found
 
 
 def top_level_names(archive: zipfile.ZipFile) -> set[str]:
@@ -180,12 +168,19 @@ def test_it_holds_every_authorizer_module_but_the_tests(authorizer_zip):
     with zipfile.ZipFile(authorizer_zip) as archive:
         names = archive.namelist()
     assert "authorizer/mirror.py" in expected
+    # ... with its bytecode for the runtime's Python (Lambda cannot write it) ...
+    tag = AUTHORIZER.cpython_tag.replace("cp", "cpython-")
+    bytecode = {
+        f"{module.rsplit('/', 1)[0]}/__pycache__/{module.rsplit('/', 1)[1][:-3]}.{tag}.pyc" for module in expected
+    }
     # ... and the trimmed DynamoDB model its botocore client loads (authorizer/dynamodb.py).
-    expected.add("authorizer/botocore_data/dynamodb/2012-08-10/service-2.json")
+    expected |= bytecode | {"authorizer/botocore_data/dynamodb/2012-08-10/service-2.json"}
     assert {name for name in names if name.startswith("authorizer/")} == expected
-    assert [
-        name for name in names if "tests" in name.split("/") or "__pycache__" in name or name.endswith(".pyc")
-    ] == []
+    assert [name for name in names if "tests" in name.split("/")] == []
+    # Bytecode only for the runtime's Python, and only of the packages the handler imports.
+    compiled = {name.split("/")[0] for name in names if name.endswith(".pyc")}
+    assert compiled == set(BYTECODE_FOR)
+    assert all(name.endswith(f".{tag}.pyc") for name in names if name.endswith(".pyc"))
 
 
 def test_it_holds_no_django_and_nothing_the_runtime_provides(authorizer_zip):
@@ -287,9 +282,13 @@ for algorithm, key in [("ES256", ec.generate_private_key(ec.SECP256R1())), ("RS2
     verifier = Verifier(keys=keys, algorithm=algorithm, issuer="http://portal.test", audience="creditportal-gateway", leeway=5)
     verified.append(verifier.verify(mint(algorithm, key, next(iter(keys)))).client_id)
 
+import importlib.util, os
 import authorizer.handler
 client = authorizer.handler.runtime().gate.client
+ours = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(package) and m.__file__.endswith(".py")]
 print(json.dumps({
+    "uncompiled": sorted(m.__name__ for m in ours if not os.path.exists(importlib.util.cache_from_source(m.__file__))),
+    "compiled": len(ours),
     "files": [m.__file__ for m in (authorizer, cryptography)],
     "modules": modules,
     "operations": client.meta.service_model.operation_names,
@@ -326,7 +325,8 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
         "AUTHORIZER_ROUTE_TTL": "60",
     }
     python = runtime_python(AUTHORIZER.python_version)
-    command = [python, "-I", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
+    # -B: Lambda's /var/task is read-only, no bytecode is written there; the zip's own is used.
+    command = [python, "-I", "-B", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
     result = subprocess.run(command, cwd=authorizer_unzipped, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
@@ -337,6 +337,8 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
     assert report["model"] == str(authorizer_unzipped / "authorizer/botocore_data/dynamodb/2012-08-10/service-2")
     assert report["verified"] == ["cli_x", "cli_x"]
     assert report["django"] == []
+    # Every module the handler imports from the zip came with its bytecode (BYTECODE_FOR is complete).
+    assert report["compiled"] > 20 and report["uncompiled"] == []
 
 
 # --- The Django app's Zappa package -----------------------------------------
