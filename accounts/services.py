@@ -182,6 +182,7 @@ def customer_email_change(*, customer: Customer, email: str) -> Customer:
             customer.save(update_fields=["email"])
     except IntegrityError:
         raise taken from None
+    _mirror_customer(customer)  # the save bumped the version the customer's mirror items carry
     return customer
 
 

@@ -139,6 +139,62 @@ def test_a_product_change_touching_many_balances_is_left_to_the_minutes_run(
     assert not MirrorOutbox.objects.filter(scope=Scope.PRODUCT).exists()
 
 
+def test_after_every_change_staff_or_customers_can_make_the_mirror_matches_postgres_without_a_sync(
+    mirror, alice, bob, staff, products, client, committed
+):
+    """A guard for what the outbox relies on: every path that changes what the gate sees (or the
+    version its items carry) records it. One forgotten shows here as drift, before any sync."""
+    from accounts.services import customer_email_change, user_deactivate
+    from ledger.mirror.outbox import mirror_outbox_write
+    from ledger.mirror.sync import mirror_drift
+    from ledger.services import purchase_apply, purchase_email_resend
+
+    weather, maps = products["weather"], products["maps"]
+    client.force_login(staff)
+    customer_url = reverse("admin:accounts_customer_change", args=[alice.pk])
+    changes = {
+        "grant": lambda: credits_grant(customer=alice, product=weather, amount=10),
+        "adjust": lambda: credits_adjust(customer=alice, product=weather, amount=-2, reason="r", by=staff),
+        "usage": lambda: (  # as sync_usage records it: spent at the gate first
+            mirror.spend(alice, weather, used=1),
+            usage_record(customer=alice, product=weather, amount=1),
+        ),
+        "first purchase": lambda: purchase_record(
+            source=Purchase.Source.ZAPIER, order_id="8001", email="nina@example.com", product_ref="maps", quantity=4
+        ),
+        "unmatched purchase applied": lambda: purchase_apply(
+            purchase=purchase_record(
+                source=Purchase.Source.ZAPIER, order_id="8002", email=bob.email, product_ref="GIFT", quantity=3
+            ).purchase,
+            product=maps,
+            by=staff,
+        ),
+        "welcome resent": lambda: purchase_email_resend(purchase=Purchase.objects.get(order_id="8001"), by=staff),
+        "suspend": lambda: customer_suspend(customer=alice),
+        "reactivate": lambda: customer_reactivate(customer=alice),
+        "credential created": lambda: credential_create(customer=alice),
+        "credential rotated": lambda: credential_rotate(credential=alice.credential),
+        "credential revoked": lambda: credential_revoke(credential=alice.credential),
+        "email changed": lambda: customer_email_change(customer=alice, email="alice@example.org"),
+        "login deactivated": lambda: user_deactivate(user=bob.user),
+        "product cost": lambda: product_upsert(slug="weather", name="Weather API", cost_per_call=3),
+        "product off sale": lambda: product_upsert(slug="maps", name="Maps API", active=False),
+        "api ids": lambda: product_upsert(slug="weather", name="Weather API", api_ids=["wthr000002"]),
+        "admin: customer saved": lambda: client.post(
+            customer_url, admin_form_data(client, customer_url) | {"name": "Alice L.", "_save": "Save"}
+        ),
+        "admin: product saved": lambda: product_change(client, weather, {"name": "Weather"}),
+        "admin: api id renamed": lambda: product_change(client, weather, {"apis-0-api_id": "wthr000003"}),
+    }
+    with committed():
+        mirror_outbox_write()  # what the fixtures recorded, as their commits would have
+    for what, change in changes.items():
+        with committed():
+            change()
+        assert mirror_drift() == [], what
+    assert not MirrorOutbox.objects.exists()
+
+
 # --- Durability: a process killed between its commit and its DynamoDB write ----------------------
 
 
