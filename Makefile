@@ -65,10 +65,11 @@ else
 	DEPLOY_VENV=$(DEPLOY_VENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 endif
 
-## lint: ruff (rules in pyproject.toml) and its formatter, checking only
+## lint: ruff (rules in pyproject.toml) and its formatter, checking only; the import boundaries (import-linter)
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ## zappa-package: the Django app as a Zappa Lambda package for STAGE (dev), in dist/creditportal-$(STAGE).zip; no AWS needed
 zappa-package: install install-deploy

@@ -1,9 +1,14 @@
 """Reads that span tables, for ledger's own views and for accounts (which reads ledger only through here)."""
 
-from django.db.models import F, QuerySet
+import datetime
+from dataclasses import dataclass
+
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from accounts.models import Credential, Customer
-from ledger.models import Balance, Product
+from ledger.models import Balance, LedgerEntry, Product, Purchase
 
 
 def product_by_ref(ref: str) -> Product | None:
@@ -43,3 +48,49 @@ def balance_list_in_scope(*, customer: Customer, products: list[str]) -> QuerySe
         .select_related("product")
         .order_by("product__slug")
     )
+
+
+# --- The customer portal's reads (accounts.selectors names them for its views) ----------------
+
+
+def balance_list(*, customer: Customer) -> QuerySet[Balance]:
+    return (
+        Balance.objects.filter(customer=customer).select_related("product").order_by("product__name", "product__slug")
+    )
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    product: Product
+    days: list[tuple[datetime.date, int]]  # oldest first, one per day, zero where nothing was used
+
+    @property
+    def total(self) -> int:
+        return sum(credits for _, credits in self.days)
+
+    @property
+    def busiest(self) -> tuple[datetime.date, int]:
+        return max(reversed(self.days), key=lambda day: day[1])  # the latest day wins a tie
+
+
+def usage_daily(
+    *, customer: Customer, products: list[Product], days: int = 30, today: datetime.date | None = None
+) -> list[DailyUsage]:
+    """Credits used per product per day (UTC) over the last `days` days, today included: one query."""
+    today = today or timezone.now().date()
+    first = today - datetime.timedelta(days=days - 1)
+    start = datetime.datetime.combine(first, datetime.time.min, tzinfo=datetime.UTC)
+    rows = (
+        LedgerEntry.objects.filter(customer=customer, kind=LedgerEntry.Kind.USAGE, created__gte=start)
+        .annotate(day=TruncDate("created", tzinfo=datetime.UTC))
+        .values("product_id", "day")
+        .annotate(amount=Sum("amount"))
+        .order_by()
+    )
+    used = {(row["product_id"], row["day"]): -row["amount"] for row in rows}  # usage entries are negative
+    dates = [first + datetime.timedelta(days=i) for i in range(days)]
+    return [DailyUsage(product=p, days=[(d, used.get((p.pk, d), 0)) for d in dates]) for p in products]
+
+
+def purchase_list_recent(*, customer: Customer, limit: int = 10) -> QuerySet[Purchase]:
+    return Purchase.objects.filter(customer=customer).select_related("product").order_by("-received", "-id")[:limit]
