@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from creditportal.paginator import EstimatedCountPaginator
+from ledger import admin_customer  # noqa: F401 - the customer page's ledger side (registers it)
 from ledger.forms import PurchaseApplyForm
 from ledger.models import Balance, LedgerEntry, MirrorOutbox, Product, ProductApi, ProductSku, Purchase
 from ledger.services import mirror_outbox_add, purchase_apply, purchase_email_resend
