@@ -14,8 +14,20 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def envbool(name: str, default: str) -> bool:
-    return os.getenv(name, default).strip().lower() in ("1", "true", "yes", "on")
+    """NAME as a boolean: 1/true/yes/on or 0/false/no/off, any case; unset or empty is `default`.
+
+    Anything else stops Django, naming the variable: a typo must not quietly mean "off".
+    """
+    value = os.getenv(name, "").strip().lower() or default
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of {'/'.join(TRUE)} or {'/'.join(FALSE)} (any case), not {value!r}")
 
 
 def envint(name: str, default: str) -> int:
@@ -57,16 +69,21 @@ INSTALLED_APPS = [
     "rest_framework",
     "accounts",
     "ledger",
+    "axes",  # the login throttle (below)
+    "local",  # development tools (below)
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JS) from STATIC_ROOT: see "Deployment" below.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "creditportal.urls"
@@ -186,8 +203,6 @@ LOGOUT_REDIRECT_URL = "account_login"
 # LOGIN_IP_FAILURE_LIMIT per IP over every account tried from it (one IP guessing many).
 # A successful login does not reset the counts on purpose: with per-IP counting, an
 # attacker's own good login would wipe the IP's failures.
-INSTALLED_APPS += ["axes"]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses locked-out logins before the password is checked
     "django.contrib.auth.backends.ModelBackend",
@@ -261,10 +276,7 @@ JWT = {
 # Static files (the admin's CSS and JS) are served by WhiteNoise from
 # STATIC_ROOT, which `make zappa-package` fills with collectstatic and ships
 # inside the Lambda package: no bucket or CDN to run. Locally, runserver and
-# the tests serve them as before.
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware"
-)
+# the tests serve them as before. (WhiteNoiseMiddleware sits right after SecurityMiddleware.)
 
 # --- The gate: the DynamoDB mirror (ledger/mirror/) ------------------------
 
@@ -286,7 +298,6 @@ MIRROR_AFTER_COMMIT_LIMIT = envint("MIRROR_AFTER_COMMIT_LIMIT", "1000")
 # --- Local development tools (local/: runstack, mailbox, seed_demo, the API Gateway stand-in) ---
 
 # `make run` (manage.py runstack) refuses to start without DEBUG; nothing here runs in production.
-INSTALLED_APPS += ["local"]
 # The demo logins seed_demo keeps (staff@example.com, demo.customer@example.com).
 DEMO_STAFF_PASSWORD = os.getenv("DEMO_STAFF_PASSWORD", "creditportal-demo")
 DEMO_CUSTOMER_PASSWORD = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo")
