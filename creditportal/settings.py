@@ -70,7 +70,9 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "axes",  # the login throttle (below)
-    "local",  # development tools (below)
+    # Development tools (runstack, mailbox, seed_demo, the gateway stand-in): with DEBUG only,
+    # and never in the Lambda package (deploy/build_zappa.py leaves local/ out).
+    *(["local"] if DEBUG else []),
 ]
 
 MIDDLEWARE = [
@@ -297,7 +299,7 @@ MIRROR_AFTER_COMMIT_LIMIT = envint("MIRROR_AFTER_COMMIT_LIMIT", "1000")
 
 # --- Local development tools (local/: runstack, mailbox, seed_demo, the API Gateway stand-in) ---
 
-# `make run` (manage.py runstack) refuses to start without DEBUG; nothing here runs in production.
+# Installed with DEBUG only (`make run` and `make mailbox` set DJANGO_DEBUG=1); not in production.
 # The demo logins seed_demo keeps (staff@example.com, demo.customer@example.com).
 DEMO_STAFF_PASSWORD = os.getenv("DEMO_STAFF_PASSWORD", "creditportal-demo")
 DEMO_CUSTOMER_PASSWORD = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo")

@@ -8,7 +8,7 @@ Run it with the packaging venv's Python (.venv-deploy, requirements-deploy.txt):
 current directory; this script gives it both, built for Lambda:
 
 * a staged copy of the project holding only what runs (the root's Python
-  packages but tests/deploy/bench, templates/, manage.py, collected static
+  packages but tests/deploy/bench/local, templates/, manage.py, collected static
   files), so nothing else in the work tree (keys, .env, databases) can ship;
 * a virtualenv-shaped folder with requirements.txt installed as Lambda-platform
   wheels (deploy/lambda_platform.py) plus Zappa's handler runtime.
@@ -38,7 +38,9 @@ from deploy.lambda_platform import (
     prune,
 )
 
-NOT_SHIPPED = {"tests", "deploy", "bench"}
+# local/ is development only (runstack, seed_demo's well-known logins, the gateway stand-in):
+# settings install it with DEBUG alone, and the package never holds it.
+NOT_SHIPPED = {"tests", "deploy", "bench", "local"}
 # Lambda's own limits: 250 MB unzipped (code and layers); 50 MB for a zip uploaded directly.
 MAX_UNZIPPED = 250 * 1000 * 1000
 MAX_DIRECT_UPLOAD = 50 * 1024 * 1024
@@ -51,7 +53,7 @@ NO_AWS = {
 
 
 def shipped_paths() -> list[Path]:
-    """The project's parts that run on Lambda: root Python packages (but tests/deploy/bench), templates/, manage.py."""
+    """The project's parts that run on Lambda: root Python packages (but tests/deploy/bench/local), templates/, manage.py."""
     packages = [p for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name not in NOT_SHIPPED]
     return [*sorted(packages), ROOT / "templates", ROOT / "manage.py"]
 
@@ -66,8 +68,12 @@ def stage_project(project: Path) -> None:
 
 
 def collect_static(project: Path, app_python: str) -> None:
-    # Settings only need their development defaults to list static files.
-    env = {**os.environ, "DJANGO_DEBUG": "1", "DJANGO_SETTINGS_MODULE": "creditportal.settings"}
+    # Production's settings (DEBUG off: its apps, not the development tools, which are not
+    # staged), with placeholder secrets: listing static files reads none of them.
+    placeholders = dict.fromkeys(
+        ("DJANGO_SECRET_KEY", "CREDENTIAL_HASH_KEY", "ZAPIER_WEBHOOK_SECRET"), "collectstatic-only"
+    )
+    env = {**os.environ, **placeholders, "DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "creditportal.settings"}
     command = [app_python, "manage.py", "collectstatic", "--no-input", "--verbosity", "0"]
     subprocess.run(command, cwd=project, env=env, check=True)
 

@@ -42,6 +42,15 @@ def aws(moto_server):
 
 
 @pytest.fixture
+def debug_settings(settings):
+    """The settings `make run` has (DJANGO_DEBUG=1): DEBUG on, the development tools (`local`) installed.
+    The suite itself runs as production does, without them (tests/test_settings.py)."""
+    settings.DEBUG = True
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "local"]  # Django reloads its apps and commands
+    return settings
+
+
+@pytest.fixture
 def products(db):
     from ledger.services import product_upsert
 

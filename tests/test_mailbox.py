@@ -15,6 +15,11 @@ from local.mailbox import mail_sent
 from local.stack import ses_sender_verify
 
 
+@pytest.fixture(autouse=True)
+def debug(debug_settings):
+    return debug_settings  # as under make mailbox
+
+
 @pytest.fixture
 def ses(settings, aws):
     settings.EMAIL_BACKEND = "creditportal.mail.SESBackend"

@@ -412,6 +412,8 @@ def test_it_leaves_out_what_lambda_provides_tests_and_local_files(zappa_zip):
         tops & {"tests", "deploy", "bench", "dist", "build", ".venv", ".venv-deploy", ".git", ".env", ".dev-keys"}
         == set()
     )
+    # The development tools (seed_demo's well-known logins, the gateway stand-in) never ship.
+    assert [n for n in names if n.startswith("local/")] == []
     assert [n for n in names if n.endswith((".pem", ".sqlite3", ".zip"))] == []
 
 

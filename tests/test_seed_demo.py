@@ -16,8 +16,8 @@ from ledger.models import Balance, LedgerEntry, Product, Purchase
 
 
 @pytest.fixture(autouse=True)
-def debug(settings):
-    settings.DEBUG = True  # as under make run
+def debug(debug_settings):
+    return debug_settings  # as under make run
 
 
 def seed() -> str:

@@ -148,3 +148,9 @@ def test_no_app_module_reads_a_setting_when_it_is_imported():
                 ):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} settings.{node.attr}")
     assert found == []
+
+
+def test_the_development_tools_are_installed_with_debug_only():
+    assert "local" not in loaded(PRODUCTION, "INSTALLED_APPS")["INSTALLED_APPS"]
+    development = {"DJANGO_DEBUG": "1", "PATH": os.environ["PATH"]}  # what `make run` sets; no secrets needed
+    assert "local" in loaded(development, "INSTALLED_APPS")["INSTALLED_APPS"]
