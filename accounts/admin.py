@@ -73,6 +73,9 @@ class CredentialInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["accounts/admin.css"]}  # classes, not style attributes: the CSP allows none
+
     list_display = ["email", "name", "public_id", "status", "created"]
     list_filter = ["status"]  # ledger/admin_customer.py adds the product filter
     search_fields = ["email", "name", "=public_id"]

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "axes",  # the login throttle (below)
+    "csp",  # the Content-Security-Policy header (below)
     # Development tools (runstack, mailbox, seed_demo, the gateway stand-in): with DEBUG only,
     # and never in the Lambda package (deploy/build_zappa.py leaves local/ out).
     *(["local"] if DEBUG else []),
@@ -85,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
@@ -191,6 +194,33 @@ PORTAL_BASE_URL = os.getenv("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("
 # AWS_ENDPOINT_URL itself, so a local moto server needs no setting here).
 MIRROR_TABLE = os.getenv("MIRROR_TABLE", "creditportal-mirror")
 AWS_REGION = os.getenv("AWS_REGION", os.getenv("AWS_DEFAULT_REGION", "us-east-1"))
+
+# --- Transport security (HTTPS only: API Gateway terminates TLS) -------------
+# docs/deploy.md says why each is safe behind API Gateway. Off with DEBUG, where
+# `make run` serves plain HTTP.
+
+# API Gateway answers HTTPS alone and tells the function so in X-Forwarded-Proto
+# (Zappa builds the request from its event; nothing reaches the function otherwise).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", "false" if DEBUG else "true")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", "0" if DEBUG else "31536000")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "true")
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", "true")
+# Idle timeout: a session ends this long after its last request (each request renews it).
+SESSION_COOKIE_AGE = envint("SESSION_IDLE_MINUTES", "30") * 60
+SESSION_SAVE_EVERY_REQUEST = True
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from this site only;
+# no inline scripts or style attributes (the usage chart and the meters are inline SVG).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "object-src": [NONE],
+    }
+}
 
 # --- Customer portal (accounts/urls.py at /account/) -----------------------
 

@@ -205,7 +205,7 @@ class PurchaseAdmin(ReadOnlyAdmin):
     def email_state(self, purchase: Purchase) -> str:
         if purchase.email_status == Purchase.EmailStatus.FAILED:
             return format_html(
-                '<span title="{}" style="color:#ba2121">Failed: {}</span>',
+                '<span title="{}" class="cp-failed">Failed: {}</span>',
                 purchase.email_error,
                 Truncator(purchase.email_error).chars(60),
             )

@@ -76,7 +76,7 @@ class CustomerAdmin(accounts_admin.CustomerAdmin):
         )
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td style='text-align:right'>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class='cp-number'>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     e.created.strftime("%Y-%m-%d %H:%M:%S"),

@@ -493,7 +493,9 @@ def remote_env_values() -> dict[str, str]:
     names = [entry.split("=", 1)[0].removeprefix("D:") for entry in pyproject["tool"]["pytest"]["ini_options"]["env"]]
     values = {}
     for name in names:
-        if name.startswith("AWS_") or name not in os.environ:
+        # Not the suite's HTTP-only switch: the package redirects plain HTTP as production does,
+        # and API Gateway's requests (X-Forwarded-Proto: https) must be served, not redirected.
+        if name.startswith("AWS_") or name == "DJANGO_SECURE_SSL_REDIRECT" or name not in os.environ:
             continue
         value = os.environ[name]
         if name.endswith("_FILE") and not os.path.isabs(value):
