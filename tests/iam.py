@@ -143,6 +143,8 @@ class Stack:
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
     keys: dict[str, AccessKey] = field(default_factory=dict)
     policies: dict[str, list[dict]] = field(default_factory=dict)
+    # For proving the proof: {role: {Sid: (actions to take out, actions to put in)}}.
+    edits: dict[str, dict[str, tuple[set[str], set[str]]]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.moto.reset()
@@ -164,6 +166,10 @@ class Stack:
             self.policies[role] = []
             for policy in properties["Policies"]:
                 document = self.resolve(policy["PolicyDocument"])
+                for statement in document["Statement"]:
+                    out, add = self.edits.get(role, {}).get(statement.get("Sid"), (set(), set()))
+                    if out or add:
+                        statement["Action"] = sorted((set(actions(statement)) - out) | add)
                 iam.put_user_policy(UserName=role, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
                 self.policies[role] += document["Statement"]
             created = iam.create_access_key(UserName=role)["AccessKey"]

@@ -22,7 +22,7 @@ from django.db import connection
 from accounts.models import Credential, Customer
 from ledger.models import Balance, LedgerEntry, MirrorOutbox, Purchase
 from tests.authorizer.support import AUDIENCE, ISSUER, gate_environ, load_event, mint
-from tests.iam import REGION, ROOT, grants, service, used_statements, zappa_stage
+from tests.iam import REGION, ROOT, Stack, grants, service, stage_parameters, used_statements, zappa_stage
 from tests.iam_django import API_ID, OLD_API_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -173,3 +173,19 @@ def test_each_function_writes_its_own_log_group_and_no_other(iam_stack):
         decisions = [d for d in stack.moto.decisions(stack.keys[role].id) if d["allowed"]]
         statements = [s for s in stack.policies[role] if service(s) == "logs"]
         assert used_statements(statements, decisions) == grants(statements), role
+
+
+def test_the_proof_fails_on_a_missing_grant_and_on_an_unused_one(iam_moto):
+    """The proof itself: main's Django role before issue 12 (no PutItem, an unused BatchWriteItem)."""
+    edit = {"MirrorWritesAndSync": ({"dynamodb:PutItem"}, {"dynamodb:BatchWriteItem"})}
+    stack = Stack(iam_moto, stage_parameters("dev"), edits={"DjangoRole": edit})
+
+    out = run([sys.executable, "-m", "tests.iam_django", "routes"], django_environ(stack))
+    (result,) = [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
+    assert [(pk, sk) for pk, sk, _ in result["pending"]] == [(f"API#{API_ID}", "ROUTE")]  # the route never landed
+    decisions = stack.moto.decisions(stack.keys["DjangoRole"].id)
+    assert {d["action"] for d in decisions if not d["allowed"]} == {"dynamodb:PutItem"}
+    statements = [s for s in stack.policies["DjangoRole"] if service(s) == "dynamodb"]
+    assert ("MirrorWritesAndSync", "dynamodb:BatchWriteItem") in grants(statements) - used_statements(
+        statements, decisions
+    )
