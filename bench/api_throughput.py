@@ -75,7 +75,7 @@ if settings.MIRROR_ENABLED:  # AWS is the moto server: the mirror's table, and t
     ses_sender_verify(endpoint_url=os.environ["AWS_ENDPOINT_URL"], from_email=settings.DEFAULT_FROM_EMAIL)
 
 from accounts.models import Customer, User
-from accounts.services import credential_create
+from accounts.services import credential_create, credential_revoke
 from ledger.models import Balance
 from ledger.services import credits_grant, product_upsert
 
@@ -84,6 +84,8 @@ user = User.objects.filter(email="bench@example.com").first() or User.objects.cr
 customer = Customer.objects.filter(user=user).first() or Customer.objects.create(user=user, email=user.email)
 if not Balance.objects.filter(customer=customer, product=product).exists():
     credits_grant(customer=customer, product=product, amount=1_000_000)
+for old in customer.credentials.filter(revoked_at__isnull=True):  # the database is reused; 5 may be active
+    credential_revoke(credential=old)
 credential, secret = credential_create(customer=customer)
 print(credential.client_id, secret)
 """
