@@ -57,6 +57,26 @@ def browser():
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def settled_content(page, timeout: float = 10.0) -> str:
+    """The page's HTML once it has stopped navigating.
+
+    Chromium commits its own error page in more than one step, and `page.content()` raises
+    "page is navigating" while it does (seen on a loaded machine); ask again until it answers."""
+    import time
+
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            page.wait_for_load_state()
+            return page.content()
+        except PlaywrightError as e:
+            if "navigating" not in str(e) or time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(100)
+
+
 # Every page reports what its Content-Security-Policy blocked (the browser's own event) to the test.
 CSP_VIOLATIONS = """
 document.addEventListener("securitypolicyviolation", (e) => window.cspViolation(
@@ -156,8 +176,7 @@ def test_alice_logs_in_sees_her_balance_rotates_her_secret_once_and_logs_out(
     with pytest.raises(PlaywrightError, match="ERR_CACHE_MISS"):
         page.go_back()  # the answer was no-store: Chromium has no copy of it to show again
     page.wait_for_url("chrome-error://chromewebdata/")  # its "Confirm form resubmission" page instead
-    page.wait_for_load_state()
-    assert new_secret not in page.content()
+    assert new_secret not in settled_content(page)
     page.goto(f"{live_server.url}/account/")
 
     page.set_viewport_size({"width": 390, "height": 844})
