@@ -120,7 +120,7 @@ def customer_get_or_create(*, email: str, name: str = "") -> tuple[Customer, Cre
         return customer, None, None
     try:
         with transaction.atomic():
-            user = User.objects.alias(email_ci=Lower("email")).filter(email_ci=email).first()
+            user: User | None = User.objects.alias(email_ci=Lower("email")).filter(email_ci=email).first()
             if user is None:
                 user = User.objects.create_user(email, None, name=name)
             customer = Customer.objects.create(user=user, email=email, name=name)

@@ -5,6 +5,7 @@ handler reads it then (see `handler.reset()` for tests that change it).
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Config:
         return self.token_header.lower() == "authorization"
 
 
-def _secret(environ, name: str) -> str:
+def _secret(environ: Mapping[str, str], name: str) -> str:
     value = environ.get(name, "")
     if not value.strip() and environ.get(f"{name}_FILE"):
         try:
@@ -48,7 +49,7 @@ def _secret(environ, name: str) -> str:
     return value.strip()
 
 
-def _number(environ, name: str, default: float) -> float:
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -61,7 +62,7 @@ def _number(environ, name: str, default: float) -> float:
     return value
 
 
-def config_from_env(environ=None) -> Config:
+def config_from_env(environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     table = environ.get("MIRROR_TABLE", "").strip()
     if not table:

@@ -28,6 +28,8 @@ Call it before anything imports botocore or cryptography, or they are loaded alr
 import importlib.util
 import sys
 import threading
+from types import ModuleType
+from typing import Any, SupportsIndex
 
 BOTOCORE_DOCS = "botocore.docs"
 BOTOCORE_DOCSTRING = "botocore.docs.docstring"
@@ -36,7 +38,7 @@ DOCSTRING_CLASSES = ("ClientMethodDocstring", "PaginatorDocstring", "WaiterDocst
 CRYPTOGRAPHY_SERIALIZATION = "cryptography.hazmat.primitives.serialization"
 
 
-def defer_module(name: str, stand_ins: dict | None = None):
+def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleType | None:
     """Register module `name` without running its code until a name it does not hold is looked up.
 
     Dunder names aside: the import system probes those (`__path__` of a
@@ -49,15 +51,16 @@ def defer_module(name: str, stand_ins: dict | None = None):
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         return None
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     lock = threading.RLock()  # a second thread waits for the first one's load to finish
 
     def load() -> None:
         with lock:
             if module.__dict__.pop("__getattr__", None) is not None:
-                spec.loader.exec_module(module)
+                loader.exec_module(module)
 
-    def __getattr__(attribute: str):
+    def __getattr__(attribute: str) -> Any:
         if attribute.startswith("__") and attribute.endswith("__"):
             raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
         load()
@@ -84,12 +87,13 @@ class DeferredDocstring(str):
 
     real_name = ""
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls, *args: Any, **kwargs: Any) -> "DeferredDocstring":
         return super().__new__(cls)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
-        self._args, self._kwargs, self._real = args, kwargs, None
+        self._args, self._kwargs = args, kwargs
+        self._real: object = None
 
     def _render(self) -> str:
         if self._real is None:
@@ -98,10 +102,10 @@ class DeferredDocstring(str):
             self._real = getattr(module, self.real_name)(*self._args, **self._kwargs)
         return str(self._real)
 
-    def expandtabs(self, tabsize=8):  # what help() reads (see botocore's LazyLoadedDocstring)
+    def expandtabs(self, tabsize: SupportsIndex = 8) -> str:  # what help() reads (see botocore's LazyLoadedDocstring)
         return self._render().expandtabs(tabsize)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self._render()
 
     __repr__ = __str__

@@ -20,7 +20,9 @@ Import it after `authorizer.deferred.defer_heavy_imports()`: it imports botocore
 """
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 from botocore.config import Config
@@ -32,7 +34,7 @@ SERVICE = "dynamodb"
 OPERATIONS = ("GetItem", "UpdateItem")
 
 
-class DynamoDBLoader(Loader):
+class DynamoDBLoader(Loader):  # type: ignore[misc]  # botocore has no type information
     """botocore's loader that knows it is asked for one service only.
 
     `list_available_services` answers from that service's own directories
@@ -40,12 +42,12 @@ class DynamoDBLoader(Loader):
     listing all of them; everything else is botocore's Loader.
     """
 
-    def __init__(self, *, services=(SERVICE,), **kwargs):
+    def __init__(self, *, services: Iterable[str] = (SERVICE,), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = tuple(services)
 
-    @instance_cache
-    def list_available_services(self, type_name):
+    @instance_cache  # type: ignore[untyped-decorator]
+    def list_available_services(self, type_name: str) -> list[str]:
         known = []
         for service in self.services:
             try:
@@ -56,14 +58,14 @@ class DynamoDBLoader(Loader):
         return sorted(known)
 
 
-def search_paths(session) -> list[str]:
+def search_paths(session: Any) -> list[str]:
     """The trimmed model first, then botocore's data path setting (AWS_DATA_PATH), as botocore expands it."""
     configured = session.get_config_variable("data_path") or ""
     paths = [os.path.expanduser(os.path.expandvars(p)) for p in configured.split(os.pathsep) if p]
     return [str(DATA_PATH), *paths]
 
 
-def client(*, read_timeout: float = 2.0, connect_timeout: float = 1.0):
+def client(*, read_timeout: float = 2.0, connect_timeout: float = 1.0) -> Any:
     """A botocore DynamoDB client of GetItem and UpdateItem. botocore reads AWS_ENDPOINT_URL and credentials itself.
 
     No retries inside botocore: the gate retries only what surely did not land

@@ -15,6 +15,7 @@ down to what the gate needs: where the token is, and which API was called.
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 
 class BadEvent(Exception):
@@ -39,7 +40,7 @@ class AuthorizerEvent:
     kind = ""
     http_api = False  # True: answer with the HTTP API simple response, not an IAM policy
 
-    def __init__(self, raw: Mapping):
+    def __init__(self, raw: Mapping[str, Any]):
         self.raw = raw
 
     @property
@@ -133,7 +134,7 @@ class HttpApiEvent(AuthorizerEvent):
         return value if isinstance(value, str) else None
 
 
-def event_view(raw) -> AuthorizerEvent:
+def event_view(raw: object) -> AuthorizerEvent:
     """The view for an authorizer event; BadEvent if it is none of the three kinds."""
     if not isinstance(raw, Mapping):
         raise BadEvent("the event is not an object")

@@ -8,7 +8,9 @@ credits remain; if not, the old item (returned with the failure) says why.
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
@@ -56,12 +58,12 @@ class Spend:
     reason: str | None = None
 
 
-def _number(item: dict, name: str) -> int | None:
+def _number(item: Mapping[str, Any], name: str) -> int | None:
     value = item.get(name, {}).get("N")
     return int(value) if value is not None else None
 
 
-def refusal_reason(old: dict | None, token: AccessToken) -> str:
+def refusal_reason(old: Mapping[str, Any] | None, token: AccessToken) -> str:
     """Why the spend's condition failed, from the item as it was."""
     if not old:
         return NO_CREDITS
@@ -78,7 +80,15 @@ def refusal_reason(old: dict | None, token: AccessToken) -> str:
 
 
 class Gate:
-    def __init__(self, *, client, table: str, route_ttl: float, product: str | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        *,
+        client: Any,
+        table: str,
+        route_ttl: float,
+        product: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.table = table
         self.route_ttl = route_ttl
@@ -87,11 +97,12 @@ class Gate:
         self._routes: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
 
-    def _send(self, operation: str, *, idempotent: bool, **params) -> dict:
+    def _send(self, operation: str, *, idempotent: bool, **params: Any) -> dict[str, Any]:
         call = getattr(self.client, operation)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return call(TableName=self.table, **params)
+                response: dict[str, Any] = call(TableName=self.table, **params)
+                return response
             except (EndpointConnectionError, ConnectTimeoutError):
                 if attempt == ATTEMPTS:
                     raise
@@ -147,4 +158,7 @@ class Gate:
                 return Spend(allowed=False, reason=refusal_reason(e.response.get("Item"), token))
             raise
         item = response["Attributes"]
-        return Spend(allowed=True, remaining=_number(item, mirror.GRANTED) - _number(item, mirror.USED))
+        granted, used = _number(item, mirror.GRANTED), _number(item, mirror.USED)
+        if granted is None or used is None:  # the handler denies the call as an internal error
+            raise ValueError(f"the spent item has no {mirror.GRANTED} or no {mirror.USED}")
+        return Spend(allowed=True, remaining=granted - used)

@@ -34,7 +34,9 @@ gc.disable()
 
 import logging  # noqa: E402
 import os  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
 
 from authorizer import deferred  # noqa: E402
 
@@ -59,7 +61,7 @@ class Decision:
     allow: bool
     principal_id: str = "unknown"
     reason: str | None = None
-    context: dict = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
     unauthorized: bool = False  # no usable token: 401, not a policy
 
 
@@ -70,7 +72,7 @@ class Runtime:
     gate: Gate
 
 
-def runtime_from_env(environ=None) -> Runtime:
+def runtime_from_env(environ: Mapping[str, str] | None = None) -> Runtime:
     config = config_from_env(environ)
     verifier = Verifier(
         keys=load_public_keys(config.public_keys_pem, config.algorithm),
@@ -127,7 +129,7 @@ def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
         logger.info("unauthorized: %s", e)
         return Decision(allow=False, unauthorized=True)
 
-    def deny(reason: str) -> Decision:
+    def deny(reason: str | None) -> Decision:
         logger.info("deny %s: customer=%s client=%s api=%s", reason, token.customer_id, token.client_id, view.api_id)
         return Decision(allow=False, principal_id=token.customer_id, reason=reason)
 
@@ -156,7 +158,7 @@ def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
     )
 
 
-def lambda_handler(event, context):
+def lambda_handler(event: object, context: object) -> dict[str, Any]:
     try:
         view = event_view(event)
     except BadEvent as e:

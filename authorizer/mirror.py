@@ -34,6 +34,9 @@ the one in `creds`, and `used <= ceiling`.
 Keys here are in the low-level (typed) form that botocore clients take.
 """
 
+# An item's key as botocore takes it: {"pk": {"S": ...}, "sk": {"S": ...}}.
+Key = dict[str, dict[str, str]]
+
 PK = "pk"
 SK = "sk"
 
@@ -64,9 +67,9 @@ TABLE_DEFINITION = {
 }
 
 
-def balance_key(customer_id: str, product: str) -> dict:
+def balance_key(customer_id: str, product: str) -> Key:
     return {PK: {"S": f"{CUSTOMER_PREFIX}{customer_id}"}, SK: {"S": f"{PRODUCT_PREFIX}{product}"}}
 
 
-def route_key(api_id: str) -> dict:
+def route_key(api_id: str) -> Key:
     return {PK: {"S": f"{API_PREFIX}{api_id}"}, SK: {"S": ROUTE_SK}}

@@ -6,6 +6,7 @@ nested objects, and passes the values on as `$context.authorizer.<key>`.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ContextValue = str | int | bool
 
@@ -23,7 +24,7 @@ class IamPolicyResponse:
     resource: str
     context: dict[str, ContextValue] = field(default_factory=dict)
 
-    def asdict(self) -> dict:
+    def asdict(self) -> dict[str, Any]:
         return {
             "principalId": self.principal_id,
             "policyDocument": {
@@ -47,8 +48,8 @@ class SimpleResponse:
     authorized: bool
     context: dict[str, ContextValue] = field(default_factory=dict)
 
-    def asdict(self) -> dict:
-        answer: dict = {"isAuthorized": self.authorized}
+    def asdict(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"isAuthorized": self.authorized}
         if self.context:
             answer["context"] = dict(self.context)
         return answer

@@ -20,6 +20,8 @@ elsewhere the import fails and nothing is registered:
 
 import logging
 import random
+from collections.abc import Callable
+from typing import Any
 
 from authorizer import mirror
 
@@ -28,7 +30,7 @@ logger = logging.getLogger("authorizer")
 PRIME_API_ID = "snapstart-prime"  # no API Gateway id looks like this (ten lower-case letters and digits)
 
 
-def prime(runtime) -> None:
+def prime(runtime: Callable[[], Any]) -> None:
     """Send one GetItem through the gate's client, then close its connections (see the module docstring)."""
     try:
         rt = runtime()
@@ -53,7 +55,7 @@ def restored() -> None:
     random.seed()
 
 
-def register(runtime) -> bool:
+def register(runtime: Callable[[], Any]) -> bool:
     """Register the hooks when the runtime offers them; False where it does not (anywhere but Lambda)."""
     try:
         from snapshot_restore_py import register_after_restore, register_before_snapshot

@@ -32,11 +32,14 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, NoReturn, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 # Not `serialization` itself: its __init__ imports SSH key support, which the
@@ -55,6 +58,9 @@ SCOPE_FORMAT = re.compile(r"[-a-zA-Z0-9_]+( [-a-zA-Z0-9_]+)*")
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 section 2)
 NOT_A_JWT = "The token is not a JWT (three base64url parts separated by dots)"
+
+# The keys a token may be verified with: what load_public_keys lets through.
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
 class TokenError(Exception):
@@ -88,7 +94,7 @@ def _int_bytes(n: int, length: int | None = None) -> bytes:
     return n.to_bytes(length or max(1, (n.bit_length() + 7) // 8), "big")
 
 
-def public_jwk(public_key) -> dict:
+def public_jwk(public_key: PublicKeyTypes) -> dict[str, str]:
     """The public JWK members RFC 7638 hashes (EC P-256 or RSA)."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if not isinstance(public_key.curve, ec.SECP256R1):
@@ -101,12 +107,12 @@ def public_jwk(public_key) -> dict:
             "y": _b64url(_int_bytes(numbers.y, 32)),
         }
     if isinstance(public_key, rsa.RSAPublicKey):
-        numbers = public_key.public_numbers()
-        return {"e": _b64url(_int_bytes(numbers.e)), "kty": "RSA", "n": _b64url(_int_bytes(numbers.n))}
+        rsa_numbers = public_key.public_numbers()
+        return {"e": _b64url(_int_bytes(rsa_numbers.e)), "kty": "RSA", "n": _b64url(_int_bytes(rsa_numbers.n))}
     raise ConfigError(f"unsupported key type {type(public_key).__name__}")
 
 
-def jwk_thumbprint(public_key) -> str:
+def jwk_thumbprint(public_key: PublicKeyTypes) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of tokens signed by this key's private half."""
     members = json.dumps(public_jwk(public_key), separators=(",", ":"), sort_keys=True)
     return _b64url(hashlib.sha256(members.encode()).digest())
@@ -117,7 +123,7 @@ def algorithm_check(algorithm: str) -> None:
         raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
 
 
-def key_check(key, algorithm: str, variable: str) -> None:
+def key_check(key: PublicKeyTypes | PrivateKeyTypes, algorithm: str, variable: str) -> None:
     """`key` (public or private) can sign or verify `algorithm`: EC P-256 for ES256, RSA of 2048 bits or more for RS256."""
     if algorithm == "ES256":
         fits = isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
@@ -131,17 +137,17 @@ def key_check(key, algorithm: str, variable: str) -> None:
         raise ConfigError(f"{variable}: JWT_ALGORITHM {algorithm} needs {wanted}")
 
 
-def load_public_keys(pem_text: str, algorithm: str) -> dict[str, object]:
+def load_public_keys(pem_text: str, algorithm: str) -> dict[str, PublicKey]:
     """{kid: public key} of every PEM block in `pem_text` (JWT_PUBLIC_KEY); each must suit `algorithm`."""
     algorithm_check(algorithm)
-    keys = {}
+    keys: dict[str, PublicKey] = {}
     for number, block in enumerate(PEM_BLOCK.finditer(pem_text), 1):
         try:
             key = load_pem_public_key(block.group(0).encode())
         except ValueError as e:
             raise ConfigError(f"JWT_PUBLIC_KEY: key {number} is not a PEM public key: {e}") from e
         key_check(key, algorithm, f"JWT_PUBLIC_KEY (key {number})")
-        keys[jwk_thumbprint(key)] = key
+        keys[jwk_thumbprint(key)] = cast(PublicKey, key)  # key_check let only these through
     if not keys:
         raise ConfigError("JWT_PUBLIC_KEY holds no PEM public key")
     return keys
@@ -163,14 +169,14 @@ class Verifier:
     def __init__(
         self,
         *,
-        keys: dict,
+        keys: Mapping[str, PublicKey],
         algorithm: str,
         issuer: str,
         audience: str,
         leeway: float,
         cache_size: int = 1024,
-        clock=time.time,
-    ):
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         algorithm_check(algorithm)
         self.keys = keys
         self.algorithm = algorithm
@@ -234,7 +240,7 @@ class Verifier:
             customer_id=sub, client_id=client_id, version=ver, scope=frozenset(scope.split()), expires=exp
         )
 
-    def _signed_claims(self, token: str) -> dict:
+    def _signed_claims(self, token: str) -> dict[str, Any]:
         """The claims of a JWS compact token whose header suits us and whose signature checks out."""
         parts = token.split(".") if isinstance(token, str) else []
         if len(parts) != 3 or not (parts[0] and parts[1] and all(SEGMENT.fullmatch(p) for p in parts)):
@@ -255,12 +261,14 @@ class Verifier:
         signature = _b64decode(parts[2])
         try:
             if self.algorithm == "ES256":
-                if len(signature) != 64:
+                if len(signature) != 64 or not isinstance(key, ec.EllipticCurvePublicKey):
                     raise InvalidSignature
                 r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
                 key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
-            else:
+            elif isinstance(key, rsa.RSAPublicKey):
                 key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+            else:
+                raise InvalidSignature
         except InvalidSignature:
             raise TokenError(
                 "Signature verification failed: the token was altered, or its signature is not ours"
@@ -268,7 +276,7 @@ class Verifier:
         return _json_segment(parts[1], "claims are")
 
 
-def _seconds(value) -> int:
+def _seconds(value: object) -> int:
     """A NumericDate (RFC 7519: a JSON number of seconds since 1970) in whole seconds."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise TokenError("The claims exp, iat and nbf must be numbers (seconds since 1970)")
@@ -286,11 +294,11 @@ def _b64decode(segment: str) -> bytes:
     return data
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number a token may carry")  # NaN, Infinity: exp would never come
 
 
-def _json_segment(segment: str, what: str) -> dict:
+def _json_segment(segment: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(_b64decode(segment), parse_constant=_no_constant)
     except (ValueError, RecursionError):  # RecursionError: arrays nested past the interpreter's limit

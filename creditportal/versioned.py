@@ -15,6 +15,8 @@ The balance's own version is bumped by the ledger services, only when what is
 granted changes (ledger/services.py).
 """
 
+from typing import Any
+
 from django.db import models
 
 
@@ -26,7 +28,7 @@ class Versioned(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             self.version = models.F("version") + 1
             if kwargs.get("update_fields") is not None:

@@ -1,3 +1,5 @@
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
@@ -22,7 +24,7 @@ class Product(Versioned):
     def __str__(self) -> str:
         return self.slug
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")
         if not self._state.adding and (update_fields is None or "slug" in update_fields):
             with transaction.atomic():
@@ -138,10 +140,10 @@ class Purchase(models.Model):
 
 
 class LedgerEntryQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise TypeError("Ledger entries are append-only: they cannot be updated")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise TypeError("Ledger entries are append-only: they cannot be deleted")
 
 
@@ -179,12 +181,12 @@ class LedgerEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.amount:+d} {self.product} ({self.kind})"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise TypeError("Ledger entries are append-only: they cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("Ledger entries are append-only: they cannot be deleted")
 
 

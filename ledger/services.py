@@ -5,6 +5,7 @@ balance always equals the ledger's sums."""
 import logging
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -15,7 +16,7 @@ from accounts.models import Customer, User, normalize_email, normalize_name
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
 from ledger.emails import purchase_credits_added_message, purchase_welcome_message
 from ledger.low_balance import low_balance_check
-from ledger.mirror.outbox import mirror_outbox_add
+from ledger.mirror.outbox import mirror_outbox_add as mirror_outbox_add  # accounts' services use it
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
 from ledger.selectors import product_by_ref
 
@@ -138,7 +139,11 @@ def product_upsert(
         product.save()
         if not created:  # its balance items carry cost, on sale and the version; its routes the version
             mirror_outbox_add(products=[product])
-    for model, field, wanted in [(ProductApi, "api_id", api_ids), (ProductSku, "sku", skus)]:
+    sets: list[tuple[type[ProductApi] | type[ProductSku], str, list[str] | None]] = [
+        (ProductApi, "api_id", api_ids),
+        (ProductSku, "sku", skus),
+    ]
+    for model, field, wanted in sets:
         if wanted is None:
             continue
         have = set(model.objects.filter(product=product).values_list(field, flat=True))
@@ -148,7 +153,8 @@ def product_upsert(
                 f"{field} {', '.join(getattr(row, field) for row in taken)} already belongs to another product."
             )
         model.objects.filter(product=product).exclude(**{f"{field}__in": wanted}).delete()
-        model.objects.bulk_create([model(product=product, **{field: value}) for value in set(wanted) - have])
+        rows = [model(product=product, **{field: value}) for value in set(wanted) - have]
+        model.objects.bulk_create(rows)  # type: ignore[arg-type]  # mypy pairs neither manager with the union
         if have != set(wanted):
             changed = True
             if model is ProductApi:  # routes of the ids added, deletions of those removed
@@ -218,7 +224,7 @@ def purchase_record(
     name: str = "",
     product_ref: str,
     quantity: int,
-    payload: dict | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> PurchaseRecorded:
     """Record one order line once, and grant its credits if its product is known.
 
@@ -249,13 +255,14 @@ def purchase_record(
                 payload=payload or {},
             )
     except IntegrityError:
-        purchase = (
+        stored = (
             Purchase.objects.select_related("customer", "product")
             .filter(source=source, order_id=order_id, line_id=line_id)
             .first()
         )
-        if purchase is None:
+        if stored is None:
             raise
+        purchase = stored
         differences = _purchase_differences(
             purchase, email=email, product=product, product_ref=product_ref, quantity=quantity
         )
@@ -273,10 +280,17 @@ def purchase_record(
             purchase,
             quantity,
             product.slug,
-            purchase.customer.public_id,
+            _customer_of(purchase).public_id,
             " (new customer)" if purchase.created_customer else "",
         )
     return PurchaseRecorded(purchase=purchase, created=True)
+
+
+def _customer_of(purchase: Purchase) -> Customer:
+    """The customer of an applied purchase (an unmatched one has none yet)."""
+    if purchase.customer is None:
+        raise ValueError(f"{purchase} has no customer: it is not applied")
+    return purchase.customer
 
 
 def _require_staff(by: User | None, what: str) -> None:
@@ -314,9 +328,10 @@ def purchase_email_resend(*, purchase: Purchase, by: User) -> Purchase:
         raise ValidationError(f"{purchase} is unmatched: apply it to a product first.", code="not_applied")
     client_id = secret = None
     if purchase.created_customer:
-        credential = purchase.customer.credentials.filter(revoked_at__isnull=True).order_by("created", "pk").first()
+        customer = _customer_of(purchase)
+        credential = customer.credentials.filter(revoked_at__isnull=True).order_by("created", "pk").first()
         if credential is None:
-            credential, secret = credential_create(customer=purchase.customer)
+            credential, secret = credential_create(customer=customer)
         else:
             secret = credential_rotate(credential=credential)
         client_id = credential.client_id
@@ -340,6 +355,8 @@ def purchase_email_send(
     try:
         purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
         if secret:
+            if client_id is None:
+                raise ValueError("a welcome email needs the credential's client id")
             message = purchase_welcome_message(purchase=purchase, client_id=client_id, secret=secret, reissued=reissued)
         else:
             message = purchase_credits_added_message(purchase=purchase)
@@ -356,5 +373,5 @@ def purchase_email_send(
     Purchase.objects.filter(pk=purchase_id).update(
         email_status=Purchase.EmailStatus.SENT, email_error="", emailed=timezone.now()
     )
-    logger.info("Purchase %s: %s email sent to %s", purchase, kind, purchase.customer.email)
+    logger.info("Purchase %s: %s email sent to %s", purchase, kind, _customer_of(purchase).email)
     return True

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from authorizer import mirror as m
-from ledger.mirror.client import mirror_client
+from ledger.mirror.client import ProgressFactory, mirror_client
 from ledger.mirror.items import balance_ref, key_of, plain
 from ledger.models import Balance
 from ledger.services import usage_record
@@ -38,7 +38,7 @@ def _usage_catch_up(balance_id: int, mirror_used: int) -> int:
         return new
 
 
-def mirror_usage_pull(progress_factory=None) -> UsageReport:
+def mirror_usage_pull(progress_factory: ProgressFactory | None = None) -> UsageReport:
     """Bring what the gate spent into the ledger: only what is new since the last run, so a second run records nothing.
 
     Scans every balance item each run (a page of items, one Postgres query per page).

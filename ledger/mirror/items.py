@@ -8,7 +8,9 @@ TypeSerializer and TypeDeserializer (numbers come back as ints: the mirror holds
 """
 
 import functools
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
@@ -20,19 +22,20 @@ Key = tuple[str, str]  # (pk, sk) of an item, as plain strings
 
 
 @functools.cache
-def _codec():
+def _codec() -> tuple[Any, Any]:
     # boto3 is loaded when the mirror is first used, not when Django starts.
     from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
     return TypeSerializer(), TypeDeserializer()
 
 
-def typed(value) -> dict:
+def typed(value: object) -> dict[str, Any]:
     """A plain value (int, bool, str, dict of those) in DynamoDB's typed form, as botocore takes it."""
-    return _codec()[0].serialize(value)
+    serialized: dict[str, Any] = _codec()[0].serialize(value)
+    return serialized
 
 
-def _ints(value):
+def _ints(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value)
     if isinstance(value, dict):
@@ -40,12 +43,12 @@ def _ints(value):
     return value
 
 
-def plain(value: dict):
+def plain(value: Mapping[str, Any]) -> Any:
     """A typed DynamoDB value as plain Python."""
     return _ints(_codec()[1].deserialize(value))
 
 
-def key_of(item: dict) -> Key:
+def key_of(item: Mapping[str, Any]) -> Key:
     """The (pk, sk) of a typed item or key."""
     return item[m.PK]["S"], item[m.SK]["S"]
 
@@ -76,11 +79,11 @@ def balances_for_mirror(queryset: QuerySet[Balance] | None = None) -> QuerySet[B
     )
 
 
-def balance_key(balance: Balance) -> dict:
+def balance_key(balance: Balance) -> m.Key:
     return m.balance_key(balance.customer.public_id, balance.product.slug)
 
 
-def balance_owned(balance: Balance) -> dict:
+def balance_owned(balance: Balance) -> dict[str, Any]:
     """The attributes Django owns on the balance's item (m.BALANCE_OWNED), as plain values."""
     customer, product = balance.customer, balance.product
     cost = product.cost_per_call
@@ -90,12 +93,12 @@ def balance_owned(balance: Balance) -> dict:
         m.CEILING: balance.granted - cost,
         m.ACTIVE: customer.is_active,
         m.PRODUCT_ACTIVE: product.active,
-        m.CREDS: {c.client_id: c.secret_version for c in customer.live_credentials},
+        m.CREDS: {c.client_id: c.secret_version for c in customer.live_credentials},  # type: ignore[attr-defined]  # balances_for_mirror's Prefetch
         m.VERSION: balance.version + customer.version + product.version,
     }
 
 
-def balance_values(balance: Balance) -> dict:
+def balance_values(balance: Balance) -> dict[str, Any]:
     """The attributes Django owns on the balance's item, typed for botocore."""
     return {attr: typed(value) for attr, value in balance_owned(balance).items()}
 
@@ -103,11 +106,11 @@ def balance_values(balance: Balance) -> dict:
 # --- Route items -------------------------------------------------------------
 
 
-def route_owned(product: Product) -> dict:
+def route_owned(product: Product) -> dict[str, Any]:
     """The attributes of a route item to `product` (m.ROUTE_OWNED), as plain values."""
     return {m.PRODUCT: product.slug, m.VERSION: product.version}
 
 
-def route_item(api_id: str, product: Product) -> dict:
+def route_item(api_id: str, product: Product) -> dict[str, Any]:
     """The whole route item of `api_id`, typed for botocore."""
     return m.route_key(api_id) | {attr: typed(value) for attr, value in route_owned(product).items()}

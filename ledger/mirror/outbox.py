@@ -22,6 +22,7 @@ written after commit: the request that made it stays short, and the minute's
 run writes it (the row is kept, untried).
 """
 
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -33,7 +34,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 
 from accounts.models import Customer
-from ledger.mirror.client import mirror_client
+from ledger.mirror.client import Client, Progress, mirror_client
 from ledger.mirror.items import balance_key, balances_for_mirror, key_of, route_ref
 from ledger.mirror.writes import Job, WriteReport, balance_write, route_jobs, writes_run
 from ledger.models import Balance, MirrorOutbox, Product, ProductApi
@@ -140,7 +141,7 @@ def _too_big(rows: list[MirrorOutbox], limit: int) -> set[int]:
     return {row.pk for row in rows if row.scope == Scope.PRODUCT and row.ref in big}
 
 
-def _batch_write(batch: _Batch, *, client, force: bool, progress=None) -> WriteReport:
+def _batch_write(batch: _Batch, *, client: Client, force: bool, progress: Progress | None = None) -> WriteReport:
     """Write every item the batch's rows name, from Postgres as it is now."""
     report = WriteReport()
     q = (
@@ -154,7 +155,7 @@ def _batch_write(batch: _Batch, *, client, force: bool, progress=None) -> WriteR
     def write(chunk: list[Balance]) -> None:
         nonlocal report
         by_key = {key_of(balance_key(b)): b for b in chunk}
-        jobs: list[Job] = [(key, lambda b=b: balance_write(client, b, force=force)) for key, b in by_key.items()]
+        jobs: list[Job] = [(key, functools.partial(balance_write, client, b, force=force)) for key, b in by_key.items()]
         done = writes_run(jobs, progress=progress)
         for key, error in done.failed.items():
             log.warning("mirror write of %s %s failed, kept in the outbox: %s", *key, error)
@@ -181,7 +182,9 @@ def _batch_write(batch: _Batch, *, client, force: bool, progress=None) -> WriteR
     done = writes_run(jobs, progress=progress)
     for key, error in done.failed.items():
         log.warning("mirror write of %s %s failed, kept in the outbox: %s", *key, error)
-        batch.route_failed(route_ref(key), error)
+        failed_api_id = route_ref(key)
+        if failed_api_id is not None:  # every key route_jobs writes is a route's
+            batch.route_failed(failed_api_id, error)
     report += done
     return report
 
@@ -202,7 +205,11 @@ def _rows_settle(batch: _Batch) -> None:
 
 
 def mirror_outbox_write(
-    *, ids: Iterable[int] | None = None, limit: int | None = None, force: bool = False, progress=None
+    *,
+    ids: Iterable[int] | None = None,
+    limit: int | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
 ) -> WriteReport:
     """Write the items that outbox rows name (the rows `ids`, or every row), then delete the rows written.
 

@@ -5,9 +5,10 @@ a 1 MB page takes long to answer) and Postgres 500 balances at a time.
 """
 
 import functools
+from typing import Any
 
 from authorizer import mirror as m
-from ledger.mirror.client import mirror_client, mirror_reader, scan
+from ledger.mirror.client import Client, Progress, ProgressFactory, mirror_client, mirror_reader, scan
 from ledger.mirror.items import Key, balance_key, balance_owned, balances_for_mirror, key_of, plain, route_owned
 from ledger.mirror.outbox import mirror_outbox_clear
 from ledger.mirror.writes import WriteReport, balance_create, balance_write, route_jobs, writes_run
@@ -16,7 +17,7 @@ from ledger.models import Balance, MirrorOutbox, ProductApi
 CHUNK = 500
 
 
-def _mirror_state(client, progress=None) -> dict[Key, tuple]:
+def _mirror_state(client: Client, progress: Progress | None = None) -> dict[Key, tuple[Any, ...]]:
     """What the mirror holds of what Django owns, from one consistent scan: {key: values}.
 
     Balance items map to their m.BALANCE_OWNED values in order, route items to
@@ -24,7 +25,7 @@ def _mirror_state(client, progress=None) -> dict[Key, tuple]:
     """
     attrs = (m.PK, m.SK, *m.BALANCE_OWNED, m.PRODUCT)
     names = {f"#a{i}": attr for i, attr in enumerate(attrs)}
-    state: dict[Key, tuple] = {}
+    state: dict[Key, tuple[Any, ...]] = {}
     for item in scan(
         client, ConsistentRead=True, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names
     ):
@@ -38,11 +39,11 @@ def _mirror_state(client, progress=None) -> dict[Key, tuple]:
     return state
 
 
-def _in_order(values: dict, attrs: tuple[str, ...]) -> tuple:
+def _in_order(values: dict[str, Any], attrs: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(values[attr] for attr in attrs)
 
 
-def mirror_full_write(progress_factory=None) -> WriteReport:
+def mirror_full_write(progress_factory: ProgressFactory | None = None) -> WriteReport:
     """Bring every item to what Postgres holds (repairing drift), delete routes no product has; never touches `used`.
 
     One consistent scan reads the mirror, then only the items that differ are
@@ -103,7 +104,7 @@ def mirror_full_write(progress_factory=None) -> WriteReport:
 def mirror_drift() -> list[str]:
     """How the mirror differs from Postgres: one line per difference (empty: none)."""
     client = mirror_reader()
-    expected: dict[Key, dict] = {}
+    expected: dict[Key, dict[str, Any]] = {}
     floors: dict[Key, int] = {}
     for balance in balances_for_mirror().iterator(chunk_size=CHUNK):
         key = key_of(balance_key(balance))

@@ -13,7 +13,7 @@
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,15 +21,16 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from django.conf import settings
 
 from authorizer import mirror as m
+from ledger.mirror.client import Client, Progress
 from ledger.mirror.items import Key, balance_key, balance_values, key_of, route_item, typed
 from ledger.models import Balance, Product
 
 
 def _refused(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
-def balance_write(client, balance: Balance, *, force: bool = False) -> bool:
+def balance_write(client: Client, balance: Balance, *, force: bool = False) -> bool:
     """Write what Django owns of one balance item. False: the item already holds a newer state.
 
     `force` also rewrites an item at the same version (sync_mirror's repair of
@@ -55,7 +56,7 @@ def balance_write(client, balance: Balance, *, force: bool = False) -> bool:
     return True
 
 
-def balance_create(client, balance: Balance) -> bool:
+def balance_create(client: Client, balance: Balance) -> bool:
     """Create a balance item the mirror does not have yet; when it has appeared since, write it as balance_write.
 
     One conditional PutItem (`attribute_not_exists(pk)`): it lands only where
@@ -77,7 +78,7 @@ def balance_create(client, balance: Balance) -> bool:
     return True
 
 
-def route_write(client, api_id: str, product: Product | None) -> bool:
+def route_write(client: Client, api_id: str, product: Product | None) -> bool:
     """Point an API id at its product, or delete the route when no product has it any more."""
     if product is None:
         client.delete_item(TableName=settings.MIRROR_TABLE, Key=m.route_key(api_id))
@@ -86,7 +87,7 @@ def route_write(client, api_id: str, product: Product | None) -> bool:
     return True
 
 
-def route_jobs(client, routes: dict[str, Product | None]) -> list["Job"]:
+def route_jobs(client: Client, routes: dict[str, Product | None]) -> list["Job"]:
     """A write for each route item: to its product, or a deletion (None: no product has the API id)."""
     return [
         (key_of(m.route_key(api_id)), functools.partial(route_write, client, api_id, product))
@@ -115,7 +116,7 @@ class WriteReport:
 Job = tuple[Key, Callable[[], bool]]
 
 
-def writes_run(jobs: list[Job], *, progress=None, current: Iterable[Key] = ()) -> WriteReport:
+def writes_run(jobs: Sequence[Job], *, progress: Progress | None = None, current: Iterable[Key] = ()) -> WriteReport:
     """Run writes (in a thread pool of MIRROR_WRITE_THREADS when there are several) and report them.
 
     A write that fails after botocore's retries is reported in `failed` with its
@@ -133,7 +134,8 @@ def writes_run(jobs: list[Job], *, progress=None, current: Iterable[Key] = ()) -
 
     def run(job: Job) -> None:
         key, write = job
-        error = written = None
+        error: str | None = None
+        written = False
         if unreachable.is_set():
             error = "not tried: the endpoint was unreachable"
         else:
