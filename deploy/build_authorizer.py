@@ -3,7 +3,8 @@
     python -m deploy.build_authorizer [--architecture x86_64|arm64] [--python-version 3.12|3.13]
                                       [--output dist/creditportal-authorizer.zip] [--work build/authorizer]
 
-Dependencies are read from authorizer/requirements.txt and installed as
+Dependencies are installed from authorizer/requirements.txt, the lock compiled
+from authorizer/requirements.in with every hash (`make locks`), as
 Lambda-platform wheels for that architecture and Python (see
 deploy/lambda_platform.py: the defaults are deploy/template.yaml's
 AuthorizerArchitecture and AuthorizerRuntime); botocore comes with the
@@ -44,17 +45,19 @@ SOURCE = ROOT / "authorizer"
 # The packages of the zip whose modules the handler imports (cffi's is its extension alone, pycparser
 # is cffi's build-time parser): their bytecode goes in. tests/test_packaging.py checks the list.
 BYTECODE_FOR = ("authorizer", "cryptography")
+# The lock the zip installs (pip checks every hash) and the input it is compiled from (docs/deploy.md).
 REQUIREMENTS = SOURCE / "requirements.txt"
+REQUIREMENTS_IN = SOURCE / "requirements.in"
 MAX_SIZE = 5 * 1024 * 1024
 
 
 def authorizer_sources() -> list[Path]:
-    """Every file of the authorizer package that runs: no tests, no bytecode, no requirements file."""
+    """Every file of the authorizer package that runs: no tests, no bytecode, no requirements files."""
     return sorted(
         path
         for path in SOURCE.rglob("*")
         if path.is_file()
-        and path != REQUIREMENTS
+        and path not in (REQUIREMENTS, REQUIREMENTS_IN)
         and path.suffix != ".pyc"
         and not {"__pycache__", "tests"} & set(path.relative_to(SOURCE).parts)
     )

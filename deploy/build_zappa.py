@@ -11,7 +11,9 @@ current directory; this script gives it both, built for Lambda:
   packages but tests/deploy/bench/local, templates/, manage.py, collected static
   files), so nothing else in the work tree (keys, .env, databases) can ship;
 * a virtualenv-shaped folder with requirements.txt installed as Lambda-platform
-  wheels (deploy/lambda_platform.py) plus Zappa's handler runtime.
+  wheels (deploy/lambda_platform.py) plus Zappa's handler runtime, every one of
+  them pinned and hash-checked by requirements-lambda.txt, the lock compiled from
+  requirements.txt and requirements-deploy.txt (`make locks`, docs/deploy.md).
 
 `use_precompiled_packages` is off in zappa_settings.json: Zappa's own wheel
 swap asks pypi.python.org (unreachable here) and would pick cryptography's
@@ -41,6 +43,9 @@ from deploy.lambda_platform import (
 # local/ is development only (runstack, seed_demo's well-known logins, the gateway stand-in):
 # settings install it with DEBUG alone, and the package never holds it.
 NOT_SHIPPED = {"tests", "deploy", "bench", "local"}
+# The lock of the package (every distribution, with its hashes), compiled from these inputs.
+LOCK = ROOT / "requirements-lambda.txt"
+LOCK_INPUTS = (ROOT / "requirements.txt", ROOT / "requirements-deploy.txt")
 # Lambda's own limits: 250 MB unzipped (code and layers); 50 MB for a zip uploaded directly.
 MAX_UNZIPPED = 250 * 1000 * 1000
 MAX_DIRECT_UPLOAD = 50 * 1024 * 1024
@@ -95,11 +100,11 @@ def build(stage: str, output: Path, work: Path, app_python: str) -> int:
     collect_static(project, app_python)
 
     steps(f"installing requirements.txt for {RUNTIME} ({PLATFORM})")
-    pip_install_for_lambda(site_packages, "-r", str(ROOT / "requirements.txt"))
+    pip_install_for_lambda(site_packages, "-c", str(LOCK), "-r", str(ROOT / "requirements.txt"))
     prune(site_packages)
 
     steps("installing Zappa's handler runtime (requirements-deploy.txt, without its deploy-time dependencies)")
-    pip_install_for_lambda(site_packages, "--no-deps", "-r", str(ROOT / "requirements-deploy.txt"))
+    pip_install_for_lambda(site_packages, "--no-deps", "-c", str(LOCK), "-r", str(ROOT / "requirements-deploy.txt"))
     prune(site_packages)
     glibc = glibc_needed(site_packages.rglob("*.so*"))
     print(

@@ -102,14 +102,21 @@ class Steps:
 
 
 def pip_install_for_lambda(target: Path, *args: str, platform: Platform = DJANGO) -> None:
-    """pip install ARGS into TARGET as Lambda-platform wheels (never sdists, never this machine's)."""
+    """pip install ARGS into TARGET as Lambda-platform wheels (never sdists, never this machine's).
+
+    Always in pip's hash-checking mode: every distribution installed, dependencies
+    too, must be pinned with its hashes in a lock file (ARGS name it, with `-r` or
+    `-c`), and pip refuses a wheel whose hash the lock does not list (docs/deploy.md).
+    """
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+        "--require-hashes",
         "--target", str(target),
         "--platform", platform.wheel_platform, "--implementation", "cp", "--python-version", platform.python_version,
         "--only-binary=:all:",
         *args,
     ]  # fmt: skip
+    print("pip install " + " ".join(command[command.index("install") + 1 :]), flush=True)
     subprocess.run(command, check=True)
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from packaging.utils import canonicalize_name
 
-from deploy.build_authorizer import BYTECODE_FOR
+from deploy import build_zappa
+from deploy.build_authorizer import BYTECODE_FOR, REQUIREMENTS
 from deploy.lambda_platform import (
     AUTHORIZER,
     AUTHORIZER_ARCHITECTURES,
@@ -33,6 +35,7 @@ from deploy.lambda_platform import (
     find_python,
     glibc_needed,
 )
+from tests.locks import read_lock
 
 pytestmark = pytest.mark.packaging
 
@@ -44,10 +47,19 @@ DJANGO_SIDE = {"django", "rest_framework", "rest_framework_simplejwt", "accounts
 RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
 
 
-def build(command: list[str]) -> str:
+# What each build printed, by package ("authorizer-x86_64", "zappa"): the pip commands it ran among it.
+BUILD_LOGS: dict[str, str] = {}
+
+
+def build(command: list[str], name: str) -> str:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    BUILD_LOGS[name] = result.stdout
     return result.stdout
+
+
+def pip_commands(log: str) -> list[list[str]]:
+    return [line.split()[2:] for line in log.splitlines() if line.startswith("pip install ")]
 
 
 def runtime_python(version: str = PYTHON_VERSION) -> str:
@@ -124,7 +136,9 @@ def authorizer_zips(tmp_path_factory) -> dict[str, Path]:
         out = tmp_path_factory.mktemp(f"authorizer-zip-{architecture}")
         zips[architecture] = out / "creditportal-authorizer.zip"
         command = [sys.executable, "-m", "deploy.build_authorizer", "--architecture", architecture]
-        build([*command, "--output", str(zips[architecture]), "--work", str(out / "work")])
+        build(
+            [*command, "--output", str(zips[architecture]), "--work", str(out / "work")], f"authorizer-{architecture}"
+        )
     return zips
 
 
@@ -191,17 +205,43 @@ def test_it_holds_no_django_and_nothing_the_runtime_provides(authorizer_zip):
     assert names & {"boto3", "botocore", "s3transfer"} == set()
 
 
-def test_it_holds_the_pinned_dependencies_built_for_the_lambda_platform(authorizer_zip):
-    pins = [
-        line.split("#")[0].strip()
-        for line in (ROOT / "authorizer" / "requirements.txt").read_text().splitlines()
-        if line.split("#")[0].strip()
-    ]
-    with zipfile.ZipFile(authorizer_zip) as archive:
-        distributions = assert_wheels_fit_lambda(archive, AUTHORIZER)
-    for pin in pins:
-        name, version = pin.split("==")
-        assert f"{name.lower().replace('-', '_')}-{version}.dist-info" in {d.lower() for d in distributions}, pin
+def installed(distributions: list[str]) -> dict[str, str]:
+    """{name: version} of `name-version.dist-info` folders."""
+    return dict(canonical(d.removesuffix(".dist-info").rsplit("-", 1)) for d in distributions)
+
+
+def canonical(pair: list[str]) -> tuple[str, str]:
+    return canonicalize_name(pair[0]), pair[1]
+
+
+@pytest.mark.parametrize("architecture", AUTHORIZER_ARCHITECTURES)
+def test_it_holds_exactly_what_its_lock_pins_built_for_the_lambda_platform(authorizer_zips, architecture):
+    _, locked = read_lock(REQUIREMENTS)
+    with zipfile.ZipFile(authorizer_zips[architecture]) as archive:
+        distributions = assert_wheels_fit_lambda(archive, Platform(AUTHORIZER.python_version, architecture))
+    assert installed(distributions) == {name: entry.version for name, entry in locked.items()}
+    assert {"cryptography", "cffi", "pycparser"} <= locked.keys()
+
+
+def test_both_packages_install_their_locks_in_pips_hash_checking_mode(authorizer_zips, zappa_zip):
+    """pip then refuses any wheel whose hash the lock does not list, and any distribution it does not pin."""
+    lock = str(REQUIREMENTS)
+    for architecture in AUTHORIZER_ARCHITECTURES:
+        (command,) = pip_commands(BUILD_LOGS[f"authorizer-{architecture}"])
+        assert "--require-hashes" in command and command[command.index("-r") + 1] == lock, command
+    app, handler = pip_commands(BUILD_LOGS["zappa"])
+    for command in (app, handler):
+        assert "--require-hashes" in command and command[command.index("-c") + 1] == str(build_zappa.LOCK), command
+    assert app[app.index("-r") + 1] == str(ROOT / "requirements.txt")
+    assert handler[handler.index("-r") + 1] == str(ROOT / "requirements-deploy.txt") and "--no-deps" in handler
+
+
+def test_the_zappa_package_holds_only_versions_its_lock_pins(zappa_zip):
+    _, locked = read_lock(build_zappa.LOCK)
+    with zipfile.ZipFile(zappa_zip) as archive:
+        versions = installed(assert_wheels_fit_lambda(archive))
+    assert {"django", "psycopg-binary", "zappa", "werkzeug"} <= versions.keys()
+    assert {name: version for name, version in versions.items() if locked[name].version != version} == {}
 
 
 def documented_authorizer_zip() -> tuple[set[str], set[str]]:
@@ -359,7 +399,7 @@ def zappa_zip(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zappa-package")
     zip_path = out / "creditportal-dev.zip"
     command = [str(DEPLOY_PYTHON), "-m", "deploy.build_zappa", "--stage", "dev", "--output", str(zip_path)]
-    output = build([*command, "--work", str(out / "work"), "--app-python", sys.executable])
+    output = build([*command, "--work", str(out / "work"), "--app-python", sys.executable], "zappa")
     assert "Package created" in output
     return zip_path
 
