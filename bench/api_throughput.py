@@ -110,7 +110,9 @@ def request(
     port: int, method: str, path: str, body: str | None, *, token: str | None = None, json_body: bool = False
 ) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Connection": "close"}
+    # Production is HTTPS-only behind API Gateway, which tells Django so: the same header here,
+    # or every request would be a redirect to https://.
+    headers = {"Connection": "close", "X-Forwarded-Proto": "https"}
     if body is not None:
         headers["Content-Type"] = "application/json" if json_body else "application/x-www-form-urlencoded"
     if token is not None:
