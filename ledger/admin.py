@@ -237,7 +237,7 @@ class PurchaseAdmin(ReadOnlyAdmin):
                 purchase.refresh_from_db(fields=["email_status"])
                 self.message_user(
                     request,
-                    f"Purchase {purchase}: {purchase.quantity} {product.slug} credits granted to {purchase.customer}; "
+                    f"Purchase {purchase}: {purchase.credits} {product.slug} credits granted to {purchase.customer}; "
                     f"email {purchase.get_email_status_display().lower()}.",
                     messages.SUCCESS if purchase.email_status == Purchase.EmailStatus.SENT else messages.WARNING,
                 )

@@ -43,7 +43,7 @@ def purchase_welcome_message(
         "password_url": password_set_url(purchase.customer.user),
         "password_link_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
     }
-    subject = f"Your CreditPortal API credentials and {purchase.quantity} {purchase.product.name} credits"
+    subject = f"Your CreditPortal API credentials and {purchase.credits} {purchase.product.name} credits"
     if reissued:
         subject = "Your new CreditPortal API credentials (the previous secret no longer works)"
     return _message(template="purchase_welcome", subject=subject, to=purchase.customer.email, context=context)
@@ -51,7 +51,7 @@ def purchase_welcome_message(
 
 def purchase_credits_added_message(*, purchase: Purchase) -> EmailMultiAlternatives:
     """A later purchase's email: what was added and the new balance; no secret."""
-    subject = f"{purchase.quantity} {purchase.product.name} credits added to your CreditPortal account"
+    subject = f"{purchase.credits} {purchase.product.name} credits added to your CreditPortal account"
     return _message(
         template="purchase_credits_added", subject=subject, to=purchase.customer.email, context=_context(purchase)
     )

@@ -72,16 +72,42 @@ class ProductApi(models.Model):
 
 
 class ProductSku(models.Model):
-    """A store SKU that sells credits of a product."""
+    """A store SKU that sells credits of a product: a pack of `credits_per_unit` credits per unit sold."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="skus")
     sku = models.CharField("store SKU", max_length=128, unique=True)
+    credits_per_unit = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Credits granted per unit of this SKU sold."
+    )
 
     class Meta:
         verbose_name = "SKU"
 
     def __str__(self) -> str:
-        return self.sku
+        return self.sku if self.credits_per_unit == 1 else f"{self.sku}:{self.credits_per_unit}"
+
+
+class ProductVariant(models.Model):
+    """A Shopify product variant (its numeric id) that sells credits of a product, `credits_per_unit` per unit.
+
+    Shopify line items carry the variant id even when the variant has no SKU."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="variants")
+    variant_id = models.CharField(
+        "Shopify variant id",
+        max_length=32,
+        unique=True,
+        validators=[RegexValidator(r"^[0-9]+$", "The variant's numeric id, digits only.")],
+    )
+    credits_per_unit = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Credits granted per unit of this variant sold."
+    )
+
+    class Meta:
+        verbose_name = "Shopify variant"
+
+    def __str__(self) -> str:
+        return self.variant_id if self.credits_per_unit == 1 else f"{self.variant_id}:{self.credits_per_unit}"
 
 
 class Purchase(models.Model):
@@ -89,10 +115,13 @@ class Purchase(models.Model):
 
     class Source(models.TextChoices):
         ZAPIER = "zapier", "Zapier"
+        SHOPIFY = "shopify", "Shopify"
 
     class Status(models.TextChoices):
         APPLIED = "applied", "Applied"
         UNMATCHED = "unmatched", "Unmatched product"
+        NO_EMAIL = "no_email", "No buyer email"  # a Shopify order without any email: staff find the buyer
+        OTHER = "other", "Not a credits product"  # a Shopify line no SKU or variant maps (a T-shirt)
 
     class EmailStatus(models.TextChoices):
         PENDING = "pending", "Not sent yet"
@@ -102,10 +131,19 @@ class Purchase(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     order_id = models.CharField(max_length=128)
     line_id = models.CharField(max_length=128, blank=True, default="")
-    email = models.EmailField(max_length=254)
+    email = models.EmailField(max_length=254, blank=True)  # blank only for status no_email
     name = models.CharField(max_length=200, blank=True)
     product_ref = models.CharField("product as sent", max_length=128)
-    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    quantity = models.PositiveIntegerField("units", validators=[MinValueValidator(1)])
+    # Credits granted = quantity × credits_per_unit (the SKU's or variant's pack size when the
+    # line was recorded; 1 for a product slug). `credits_refunded`: how many of them refunds
+    # and a cancellation have claimed so far (taken back, or found already spent): never more.
+    credits_per_unit = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    credits_refunded = models.BigIntegerField(default=0, editable=False)
+    # What the buyer paid per unit, as the store sent it (Shopify's line item `price`, the
+    # order's `currency`): revenue per currency is quantity × price. None / "" when not sent.
+    price = models.DecimalField("unit price", max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code, e.g. EUR.")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases")
     status = models.CharField(max_length=16, choices=Status.choices)
@@ -127,7 +165,9 @@ class Purchase(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["source", "order_id", "line_id"], name="purchase_once_per_order_line"),
+            # Whichever door (Zapier, Shopify) a line came through, it counts once: both send the
+            # store's order id and line item id.
+            models.UniqueConstraint(fields=["order_id", "line_id"], name="purchase_once_per_store_line"),
         ]
         indexes = [
             models.Index(fields=["status", "-received"]),
@@ -137,6 +177,11 @@ class Purchase(models.Model):
     def __str__(self) -> str:
         line = f"/{self.line_id}" if self.line_id else ""
         return f"{self.source}:{self.order_id}{line}"
+
+    @property
+    def credits(self) -> int:
+        """The credits this line grants (or granted): units × credits per unit."""
+        return self.quantity * self.credits_per_unit
 
 
 class LedgerEntryQuerySet(models.QuerySet):
@@ -151,7 +196,9 @@ class LedgerEntry(models.Model):
     """One change of credits. Append-only: corrections are new entries, never edits.
 
     Signs: purchases add to what is granted, adjustments add or take away,
-    refunds take away from what is granted, usage records what was spent.
+    refunds take away from what is granted (a store refund or cancellation taking
+    unspent credits back: `ledger/store/`, one entry per refunded line, linked to its
+    purchase and its `RefundLine`), usage records what was spent.
     """
 
     class Kind(models.TextChoices):
@@ -251,3 +298,7 @@ class MirrorOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_scope_display()} {self.ref}"
+
+
+# The store's refunds and webhook deliveries (ledger/store/models.py) are ledger models too.
+from ledger.store.models import RefundLine, StoreRefund, StoreWebhook  # noqa: E402, F401

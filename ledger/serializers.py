@@ -150,4 +150,4 @@ class PurchaseResultSerializer(serializers.ModelSerializer):
 
     def get_credits(self, purchase: Purchase) -> int:
         """Credits granted by this purchase: none while it is unmatched."""
-        return purchase.quantity if purchase.status == Purchase.Status.APPLIED else 0
+        return purchase.credits if purchase.status == Purchase.Status.APPLIED else 0

@@ -194,7 +194,7 @@ def _purchase_differences(
 def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
     """Apply a recorded purchase (its row locked or just inserted): customer, credits, email after commit."""
     customer, credential, secret = customer_get_or_create(email=purchase.email, name=purchase.name)
-    credits_grant(customer=customer, product=product, amount=purchase.quantity, purchase=purchase)
+    credits_grant(customer=customer, product=product, amount=purchase.credits, purchase=purchase)
     purchase.product = product
     purchase.customer = customer
     purchase.status = Purchase.Status.APPLIED
@@ -306,7 +306,7 @@ def purchase_apply(*, purchase: Purchase, product: Product, by: User) -> Purchas
     if purchase.status == Purchase.Status.APPLIED:
         raise ValidationError(
             f"{purchase} was already applied on {purchase.applied:%Y-%m-%d %H:%M} UTC "
-            f"({purchase.quantity} {purchase.product} credits); nothing changed.",
+            f"({purchase.credits} {purchase.product} credits); nothing changed.",
             code="already_applied",
         )
     _purchase_grant(purchase=purchase, product=product)
