@@ -8,156 +8,235 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_throttle'),
-        ('ledger', '0007_mirror_outbox'),
+        ("accounts", "0003_throttle"),
+        ("ledger", "0007_mirror_outbox"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProductVariant',
+            name="ProductVariant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('variant_id', models.CharField(max_length=32, unique=True, validators=[django.core.validators.RegexValidator('^[0-9]+$', "The variant's numeric id, digits only.")], verbose_name='Shopify variant id')),
-                ('credits_per_unit', models.PositiveIntegerField(default=1, help_text='Credits granted per unit of this variant sold.', validators=[django.core.validators.MinValueValidator(1)])),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "variant_id",
+                    models.CharField(
+                        max_length=32,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator("^[0-9]+$", "The variant's numeric id, digits only.")
+                        ],
+                        verbose_name="Shopify variant id",
+                    ),
+                ),
+                (
+                    "credits_per_unit",
+                    models.PositiveIntegerField(
+                        default=1,
+                        help_text="Credits granted per unit of this variant sold.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'Shopify variant',
+                "verbose_name": "Shopify variant",
             },
         ),
         migrations.CreateModel(
-            name='RefundLine',
+            name="RefundLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('quantity', models.PositiveIntegerField(default=0, help_text='Units refunded (a cancellation: all).', verbose_name='units')),
-                ('credits_claimed', models.BigIntegerField(default=0)),
-                ('credits_taken', models.BigIntegerField(default=0)),
-                ('credits_spent', models.BigIntegerField(default=0, help_text='Already spent: could not be taken back.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "quantity",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Units refunded (a cancellation: all).", verbose_name="units"
+                    ),
+                ),
+                ("credits_claimed", models.BigIntegerField(default=0)),
+                ("credits_taken", models.BigIntegerField(default=0)),
+                (
+                    "credits_spent",
+                    models.BigIntegerField(default=0, help_text="Already spent: could not be taken back."),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StoreRefund',
+            name="StoreRefund",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(default='shopify', max_length=16)),
-                ('refund_id', models.CharField(max_length=128)),
-                ('order_id', models.CharField(max_length=128)),
-                ('kind', models.CharField(choices=[('refund', 'Refund'), ('cancellation', 'Cancellation')], max_length=16)),
-                ('reason', models.TextField(blank=True, help_text="The store's note or cancel reason.")),
-                ('received', models.DateTimeField(default=django.utils.timezone.now)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('email_status', models.CharField(choices=[('none', 'Nothing to tell'), ('pending', 'Not sent yet'), ('sent', 'Sent'), ('failed', 'Failed')], default='none', max_length=16)),
-                ('email_error', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source", models.CharField(default="shopify", max_length=16)),
+                ("refund_id", models.CharField(max_length=128)),
+                ("order_id", models.CharField(max_length=128)),
+                (
+                    "kind",
+                    models.CharField(choices=[("refund", "Refund"), ("cancellation", "Cancellation")], max_length=16),
+                ),
+                ("reason", models.TextField(blank=True, help_text="The store's note or cancel reason.")),
+                ("received", models.DateTimeField(default=django.utils.timezone.now)),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                (
+                    "email_status",
+                    models.CharField(
+                        choices=[
+                            ("none", "Nothing to tell"),
+                            ("pending", "Not sent yet"),
+                            ("sent", "Sent"),
+                            ("failed", "Failed"),
+                        ],
+                        default="none",
+                        max_length=16,
+                    ),
+                ),
+                ("email_error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-received', '-id'],
+                "ordering": ["-received", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='StoreWebhook',
+            name="StoreWebhook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('webhook_id', models.CharField(max_length=128, unique=True)),
-                ('topic', models.CharField(max_length=64)),
-                ('shop', models.CharField(blank=True, max_length=255)),
-                ('received', models.DateTimeField(default=django.utils.timezone.now)),
-                ('outcome', models.TextField(blank=True, help_text='What the delivery did, for staff.')),
-                ('payload', models.JSONField(blank=True, default=dict)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("webhook_id", models.CharField(max_length=128, unique=True)),
+                ("topic", models.CharField(max_length=64)),
+                ("shop", models.CharField(blank=True, max_length=255)),
+                ("received", models.DateTimeField(default=django.utils.timezone.now)),
+                ("outcome", models.TextField(blank=True, help_text="What the delivery did, for staff.")),
+                ("payload", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'verbose_name': 'store webhook delivery',
-                'verbose_name_plural': 'store webhook deliveries',
-                'ordering': ['-received', '-id'],
+                "verbose_name": "store webhook delivery",
+                "verbose_name_plural": "store webhook deliveries",
+                "ordering": ["-received", "-id"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='purchase',
-            name='purchase_once_per_order_line',
+            model_name="purchase",
+            name="purchase_once_per_order_line",
         ),
         migrations.AddField(
-            model_name='productsku',
-            name='credits_per_unit',
-            field=models.PositiveIntegerField(default=1, help_text='Credits granted per unit of this SKU sold.', validators=[django.core.validators.MinValueValidator(1)]),
+            model_name="productsku",
+            name="credits_per_unit",
+            field=models.PositiveIntegerField(
+                default=1,
+                help_text="Credits granted per unit of this SKU sold.",
+                validators=[django.core.validators.MinValueValidator(1)],
+            ),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='credits_per_unit',
+            model_name="purchase",
+            name="credits_per_unit",
             field=models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)]),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='credits_refunded',
+            model_name="purchase",
+            name="credits_refunded",
             field=models.BigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='currency',
-            field=models.CharField(blank=True, help_text='ISO 4217 code, e.g. EUR.', max_length=3),
+            model_name="purchase",
+            name="currency",
+            field=models.CharField(blank=True, help_text="ISO 4217 code, e.g. EUR.", max_length=3),
         ),
         migrations.AddField(
-            model_name='purchase',
-            name='price',
-            field=models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True, verbose_name='unit price'),
+            model_name="purchase",
+            name="price",
+            field=models.DecimalField(
+                blank=True, decimal_places=4, max_digits=18, null=True, verbose_name="unit price"
+            ),
         ),
         migrations.AlterField(
-            model_name='purchase',
-            name='email',
+            model_name="purchase",
+            name="email",
             field=models.EmailField(blank=True, max_length=254),
         ),
         migrations.AlterField(
-            model_name='purchase',
-            name='quantity',
-            field=models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='units'),
+            model_name="purchase",
+            name="quantity",
+            field=models.PositiveIntegerField(
+                validators=[django.core.validators.MinValueValidator(1)], verbose_name="units"
+            ),
         ),
         migrations.AlterField(
-            model_name='purchase',
-            name='source',
-            field=models.CharField(choices=[('zapier', 'Zapier'), ('shopify', 'Shopify')], max_length=16),
+            model_name="purchase",
+            name="source",
+            field=models.CharField(choices=[("zapier", "Zapier"), ("shopify", "Shopify")], max_length=16),
         ),
         migrations.AlterField(
-            model_name='purchase',
-            name='status',
-            field=models.CharField(choices=[('applied', 'Applied'), ('unmatched', 'Unmatched product'), ('no_email', 'No buyer email'), ('other', 'Not a credits product')], max_length=16),
+            model_name="purchase",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("applied", "Applied"),
+                    ("unmatched", "Unmatched product"),
+                    ("no_email", "No buyer email"),
+                    ("other", "Not a credits product"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='purchase',
-            constraint=models.UniqueConstraint(fields=('order_id', 'line_id'), name='purchase_once_per_store_line'),
+            model_name="purchase",
+            constraint=models.UniqueConstraint(fields=("order_id", "line_id"), name="purchase_once_per_store_line"),
         ),
         migrations.AddField(
-            model_name='productvariant',
-            name='product',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='variants', to='ledger.product'),
+            model_name="productvariant",
+            name="product",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="variants", to="ledger.product"
+            ),
         ),
         migrations.AddField(
-            model_name='refundline',
-            name='entry',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='refund_line', to='ledger.ledgerentry'),
+            model_name="refundline",
+            name="entry",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="refund_line",
+                to="ledger.ledgerentry",
+            ),
         ),
         migrations.AddField(
-            model_name='refundline',
-            name='purchase',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='refund_lines', to='ledger.purchase'),
+            model_name="refundline",
+            name="purchase",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="refund_lines", to="ledger.purchase"
+            ),
         ),
         migrations.AddIndex(
-            model_name='storerefund',
-            index=models.Index(fields=['order_id'], name='ledger_stor_order_i_36af20_idx'),
+            model_name="storerefund",
+            index=models.Index(fields=["order_id"], name="ledger_stor_order_i_36af20_idx"),
         ),
         migrations.AddConstraint(
-            model_name='storerefund',
-            constraint=models.UniqueConstraint(fields=('source', 'refund_id'), name='store_refund_once'),
+            model_name="storerefund",
+            constraint=models.UniqueConstraint(fields=("source", "refund_id"), name="store_refund_once"),
         ),
         migrations.AddField(
-            model_name='refundline',
-            name='refund',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='ledger.storerefund'),
+            model_name="refundline",
+            name="refund",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="lines", to="ledger.storerefund"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='refundline',
-            constraint=models.UniqueConstraint(fields=('refund', 'purchase'), name='refund_line_once'),
+            model_name="refundline",
+            constraint=models.UniqueConstraint(fields=("refund", "purchase"), name="refund_line_once"),
         ),
         migrations.AddConstraint(
-            model_name='refundline',
-            constraint=models.CheckConstraint(condition=models.Q(('credits_spent__gte', 0), ('credits_taken__gte', 0), ('credits_claimed', django.db.models.expressions.CombinedExpression(models.F('credits_taken'), '+', models.F('credits_spent')))), name='refund_line_taken_plus_spent'),
+            model_name="refundline",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("credits_spent__gte", 0),
+                    ("credits_taken__gte", 0),
+                    (
+                        "credits_claimed",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("credits_taken"), "+", models.F("credits_spent")
+                        ),
+                    ),
+                ),
+                name="refund_line_taken_plus_spent",
+            ),
         ),
     ]
