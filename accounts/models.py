@@ -10,6 +10,7 @@ from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
 from accounts.ids import public_id
+from authorizer import keys as key_contract
 from creditportal.versioned import Versioned
 
 
@@ -184,6 +185,61 @@ class Credential(models.Model):
 
     def check_secret(self, secret: str) -> bool:
         return hmac.compare_digest(self.secret_hash, hash_secret(secret))
+
+
+def new_key_id() -> str:
+    return public_id("key")
+
+
+class ApiKey(models.Model):
+    """A static key for programs that cannot exchange client credentials for a token.
+
+    Only its SHA-256 is kept (`key_hash`, the form and hash are authorizer/keys.py's, shared with
+    the gate) and its last four characters, to tell keys apart. It opens the products its
+    customer's tokens open, or the ones in `products` only. Never rotated: a new key, then revoke.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="api_keys")
+    public_id = models.CharField(max_length=32, unique=True, default=new_key_id, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    name = models.CharField(max_length=80, blank=True)
+    # Product slugs the key opens; empty: every product the customer has, now and later.
+    products = models.JSONField(default=list, blank=True)
+    # The credential whose token created it through the API (None: made in the portal or admin).
+    created_by = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.SET_NULL, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def masked(self) -> str:
+        return f"{key_contract.PREFIX}…{self.last4}"
+
+    @property
+    def mirror_version(self) -> int:
+        """The key item's version in the mirror: 1 while live, 2 once revoked (a key is never restored)."""
+        return 2 if self.is_revoked else 1
+
+    def covers(self, product: str) -> bool:
+        return not self.products or product in self.products
+
+    def set_key(self) -> str:
+        """Give this key its secret value; return it (the only time it is seen)."""
+        key = key_contract.PREFIX + secrets.token_urlsafe(32)  # 256 bits
+        self.key_hash = key_contract.key_hash(key)
+        self.last4 = key[-4:]
+        return key
 
 
 class Throttle(models.Model):

@@ -6,13 +6,16 @@ what Postgres holds now (usage itself reaches Postgres from the gate by the
 from django.db.models import QuerySet
 
 from accounts.ids import CLIENT_ID_FORMAT
-from accounts.models import Credential, Customer, User
+from authorizer.keys import KEY_ID_FORMAT
+from accounts.models import ApiKey, Credential, Customer, User
 
 # The portal's reads of ledger's tables are ledger's own (accounts reads ledger only through
 # ledger.selectors: an import-linter contract); the views find them here with the rest.
 from ledger.selectors import balance_list, purchase_list_recent, usage_daily
 
 __all__ = [
+    "api_key_get",
+    "api_key_list",
     "balance_list",
     "credential_by_client_id",
     "credential_get",
@@ -43,3 +46,15 @@ def credential_get(*, customer: Customer, client_id: str) -> Credential | None:
     if not CLIENT_ID_FORMAT.fullmatch(client_id):
         return None
     return Credential.objects.filter(customer=customer, client_id=client_id).first()
+
+
+def api_key_list(*, customer: Customer) -> QuerySet[ApiKey]:
+    """Active keys first, then revoked ones, oldest first within each."""
+    return ApiKey.objects.filter(customer=customer).order_by("revoked_at", "created", "id")
+
+
+def api_key_get(*, customer: Customer, key_id: str) -> ApiKey | None:
+    """The customer's key with this id, or None (also when it is another customer's, or cannot be an id)."""
+    if not KEY_ID_FORMAT.fullmatch(key_id):
+        return None
+    return ApiKey.objects.filter(customer=customer, public_id=key_id).first()

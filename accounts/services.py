@@ -6,6 +6,8 @@ in the same transaction that the customer's mirror items must be rewritten
 
 from datetime import UTC, datetime, timedelta
 
+from collections.abc import Iterable
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -14,19 +16,22 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from accounts.models import Credential, Customer, Throttle, User, normalize_email, normalize_name
+from accounts.models import ApiKey, Credential, Customer, Throttle, User, normalize_email, normalize_name
 
 # Active (unrevoked) credentials a customer may have at once.
 MAX_ACTIVE_CREDENTIALS = 5
+# Active (unrevoked) API keys a customer may have at once.
+MAX_ACTIVE_KEYS = 20
 
 
-def _mirror_customer(customer: Customer) -> None:
-    """Record, in the caller's transaction, that the gate must get this customer's items anew."""
+def _mirror_customer(customer: Customer, *, api_keys: list[ApiKey] | None = None) -> None:
+    """Record, in the caller's transaction, that the gate must get this customer's items anew
+    (and these API keys' own items)."""
     # Imported here, when called: ledger builds on accounts (its purchases make customers
     # through this module), so ledger.services cannot be loaded while this module loads.
     from ledger.services import mirror_outbox_add
 
-    mirror_outbox_add(customers=[customer])
+    mirror_outbox_add(customers=[customer], api_keys=api_keys or ())
 
 
 @transaction.atomic
@@ -198,3 +203,71 @@ def user_deactivate(*, user: User) -> User:
     if customer is not None and customer.is_active:
         customer_suspend(customer=customer)
     return user
+
+@transaction.atomic
+def api_key_create(
+    *,
+    customer: Customer,
+    name: str = "",
+    products: Iterable[str] | None = None,
+    allowed: Iterable[str] | None = None,
+    created_by: Credential | None = None,
+) -> tuple[ApiKey, str]:
+    """A new API key for `customer`, and the key itself: the only time it is seen.
+
+    `products`: the slugs it opens, some of the customer's (None or empty: all of them, now
+    and later). `allowed`: the most it may open (a token's scope, when a program asks): a key
+    never opens more than what asked for it; with `products` omitted it opens `allowed` then.
+    Refused (ValidationError, field `products`, nothing written) for a suspended customer, for a
+    product the customer does not have or `allowed` does not hold, and past MAX_ACTIVE_KEYS
+    (counted under the customer's row lock, as credentials are).
+    """
+    Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True).get()
+    if not customer.is_active:
+        raise ValidationError("This customer account is suspended.", code="suspended")
+    from ledger.selectors import product_slugs_owned  # as _mirror_customer: ledger loads after this module
+
+    owned = set(product_slugs_owned(customer=customer))
+    chosen = sorted(set(products or ()))
+    limit = owned if allowed is None else owned & set(allowed)
+    unknown = [slug for slug in chosen if slug not in limit]
+    if unknown:
+        raise ValidationError(
+            {
+                "products": ValidationError(
+                    f"Not among the products this key may open: {', '.join(unknown[:5])}. "
+                    f"It may open: {', '.join(sorted(limit)) or 'none'}.",
+                    code="invalid_product",
+                )
+            }
+        )
+    if not chosen and allowed is not None and limit != owned:
+        chosen = sorted(limit)  # a narrowed token's key opens what the token opens, not more
+    if not owned or (allowed is not None and not limit):
+        raise ValidationError(
+            {"products": ValidationError("There is no product for a key to open yet.", code="no_products")}
+        )
+    active = ApiKey.objects.filter(customer_id=customer.pk, revoked_at__isnull=True).count()
+    if active >= MAX_ACTIVE_KEYS:
+        raise ValidationError(
+            f"{active} API keys are active already, the most there can be; revoke one before adding another.",
+            code="too_many_keys",
+        )
+    api_key = ApiKey(customer=customer, name=name.strip(), products=chosen, created_by=created_by)
+    key = api_key.set_key()
+    api_key.save()
+    customer.touch()
+    _mirror_customer(customer, api_keys=[api_key])
+    return api_key, key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """The key opens nothing from its next call on (the gate's condition reads `creds`). Idempotent."""
+    api_key = ApiKey.objects.select_for_update().select_related("customer").get(pk=api_key.pk)
+    if not api_key.is_revoked:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        api_key.customer.touch()
+        _mirror_customer(api_key.customer, api_keys=[api_key])
+    return api_key

@@ -14,6 +14,8 @@ urlpatterns = [
     path("credentials/new/", views.credential_add, name="account_credential_add"),
     path("credentials/<str:client_id>/rotate/", views.credential_rotate, name="account_credential_rotate"),
     path("credentials/<str:client_id>/revoke/", views.credential_revoke, name="account_credential_revoke"),
+    path("keys/new/", views.api_key_add, name="account_api_key_add"),
+    path("keys/<str:key_id>/revoke/", views.api_key_revoke, name="account_api_key_revoke"),
     path(
         "password/change/",
         views.PasswordChangeView.as_view(),

@@ -22,7 +22,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import selectors, services
 from accounts.auth import LoginForm, PasswordResetForm
 from accounts.charts import bar_chart
-from accounts.models import Credential, Customer, normalize_email
+from accounts.forms import ApiKeyForm
+from accounts.models import ApiKey, Credential, Customer, normalize_email
 
 RECENT_PURCHASES = 10
 USAGE_DAYS = 30
@@ -90,6 +91,8 @@ def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
             "can_add_credential": len(active) < services.MAX_ACTIVE_CREDENTIALS,
             "example_client_id": active[0].client_id if active else "YOUR_CLIENT_ID",
             "token_url": f"{settings.PORTAL_BASE_URL}/api/token/",
+            "api_keys": selectors.api_key_list(customer=customer),
+            "key_form": ApiKeyForm(products=[(b.product.slug, b.product.name) for b in balances]),
             "purchases": selectors.purchase_list_recent(customer=customer, limit=RECENT_PURCHASES),
             "store_url": settings.STORE_URL,
         },
@@ -147,6 +150,47 @@ def credential_add(request: HttpRequest, customer: Customer) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
         return redirect("account_dashboard")
     return _secret_shown_once(request, credential, secret, rotated=False)
+
+
+@customer_required
+@require_POST
+def api_key_add(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """A new API key, shown once in this response (only its hash is kept, as for secrets)."""
+    choices = [(b.product.slug, b.product.name) for b in selectors.balance_list(customer=customer)]
+    form = ApiKeyForm(request.POST, products=choices)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("account_dashboard")
+    try:
+        api_key, key = services.api_key_create(
+            customer=customer, name=form.cleaned_data["name"], products=form.cleaned_data["products"]
+        )
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("account_dashboard")
+    return render(request, "accounts/api_key_created.html", {"api_key": api_key, "key": key})
+
+
+def _own_api_key(customer: Customer, key_id: str) -> ApiKey:
+    api_key = selectors.api_key_get(customer=customer, key_id=key_id)
+    if api_key is None:
+        raise Http404("No such API key.")
+    return api_key
+
+
+@customer_required
+@require_http_methods(["GET", "POST"])
+def api_key_revoke(request: HttpRequest, customer: Customer, key_id: str) -> HttpResponse:
+    """GET asks to confirm; POST revokes: the key is refused from its next call."""
+    api_key = _own_api_key(customer, key_id)
+    if request.method == "POST":
+        services.api_key_revoke(api_key=api_key)
+        messages.success(request, f"API key {api_key.masked} is revoked: it is refused from the next call.")
+        return redirect("account_dashboard")
+    if api_key.is_revoked:
+        messages.info(request, f"API key {api_key.masked} is already revoked.")
+        return redirect("account_dashboard")
+    return render(request, "accounts/api_key_confirm.html", {"api_key": api_key})
 
 
 class LoginView(auth_views.LoginView):

@@ -12,7 +12,9 @@ Balance item, one per (customer, product):
     active          BOOL  the customer is active (not suspended)      (Django)
     product_active  BOOL  the product is on sale                      (Django)
     creds           M     {client_id: N secret_version} of the
-                          customer's unrevoked credentials            (Django)
+                          customer's unrevoked credentials, and
+                          {key id: N 0} of its unrevoked API keys
+                          that open this product                      (Django)
     version         N     balance + customer + product versions:
                           a write lands only if its version is higher (Django)
     used            N     credits spent at the gate                   (authorizer only;
@@ -24,6 +26,17 @@ Route item, one per API Gateway API id:
     pk = "API#<api id>", sk = "ROUTE"
     product         S     the product slug the API serves
     version         N     the product's version                       (Django)
+
+Key item, one per API key (revoked ones too):
+    pk = "KEY#<sha256 of the key, hex>", sk = "KEY"
+    key_id          S     the key's public id (its entry in `creds`)  (Django)
+    customer        S     the customer's public id                    (Django)
+    products        L     of S: the products it opens; empty: all of
+                          the customer's                              (Django)
+    revoked         BOOL  revoked: the gate denies without spending   (Django)
+    version         N     1, then 2 once revoked                      (Django)
+The gate reads it once per key and remembers it briefly (authorizer/keys.py); what it
+remembers cannot outlive a revocation, because the spend's condition reads `creds`.
 
 Django writes with `SET ... used = if_not_exists(used, :u)` under the
 condition `attribute_not_exists(version) OR version < :v`; the authorizer
@@ -49,16 +62,23 @@ PRODUCT_ACTIVE = "product_active"
 CREDS = "creds"
 VERSION = "version"
 PRODUCT = "product"
+KEY_ID = "key_id"
+CUSTOMER = "customer"
+PRODUCTS = "products"
+REVOKED = "revoked"
 
 # Key shapes.
 CUSTOMER_PREFIX = "CUSTOMER#"  # balance item pk: CUSTOMER#<customer public id>
 PRODUCT_PREFIX = "PRODUCT#"  # balance item sk: PRODUCT#<product slug>
 API_PREFIX = "API#"  # route item pk: API#<api id>
 ROUTE_SK = "ROUTE"  # route item sk
+KEY_PREFIX = "KEY#"  # key item pk: KEY#<sha256 of the key, hex>
+KEY_SK = "KEY"  # key item sk
 
 # What Django owns and writes, in this order (everything but `used`, which is the authorizer's).
 BALANCE_OWNED = (GRANTED, COST, CEILING, ACTIVE, PRODUCT_ACTIVE, CREDS, VERSION)
 ROUTE_OWNED = (PRODUCT, VERSION)
+KEY_OWNED = (KEY_ID, CUSTOMER, PRODUCTS, REVOKED, VERSION)
 
 TABLE_DEFINITION = {
     "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
@@ -73,3 +93,7 @@ def balance_key(customer_id: str, product: str) -> Key:
 
 def route_key(api_id: str) -> Key:
     return {PK: {"S": f"{API_PREFIX}{api_id}"}, SK: {"S": ROUTE_SK}}
+
+
+def key_key(hashed: str) -> Key:
+    return {PK: {"S": f"{KEY_PREFIX}{hashed}"}, SK: {"S": KEY_SK}}

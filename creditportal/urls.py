@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts.api import BalanceView, TokenView, jwks
+from accounts.api_keys import ApiKeysView, ApiKeyView
 from creditportal.views import health
 from ledger.views import ZapierPurchaseView
 
@@ -18,5 +19,7 @@ urlpatterns = [
     path("api/health/", health, name="health"),
     path("api/token/", TokenView.as_view(), name="token"),
     path("api/balance/", BalanceView.as_view(), name="balance"),
+    path("api/keys/", ApiKeysView.as_view(), name="api_keys"),
+    path("api/keys/<str:key_id>/", ApiKeyView.as_view(), name="api_key"),
     path(".well-known/jwks.json", jwks, name="jwks"),
 ]

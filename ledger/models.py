@@ -285,6 +285,7 @@ class MirrorOutbox(models.Model):
         CUSTOMER = "customer", "Customer's balance items"  # ref: the customer's id
         PRODUCT = "product", "Product's balance items and routes"  # ref: the product's id
         ROUTE = "route", "Route item"  # ref: the API Gateway API id
+        KEY = "key", "API key item"  # ref: the API key's id
 
     scope = models.CharField(max_length=16, choices=Scope.choices)
     ref = models.CharField(max_length=64)

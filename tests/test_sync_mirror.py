@@ -178,10 +178,10 @@ def test_a_current_item_loses_its_pending_row(mirror, balances, alice, products)
 
 
 def test_create_leaves_an_item_that_appeared_meanwhile_to_the_versioned_write(mirror, balances, alice, products):
+    from ledger.mirror.items import balances_for_mirror
     from ledger.mirror.writes import balance_create, balance_write
 
-    balance = Balance.objects.select_related("customer", "product").get(customer=alice, product=products["maps"])
-    balance.customer.live_credentials = list(alice.credentials.filter(revoked_at__isnull=True))
+    balance = balances_for_mirror(Balance.objects.filter(customer=alice, product=products["maps"])).get()
     assert balance_create(mirror_client(), balance) is True
     mirror.spend(alice, products["maps"], used=7)  # the gate spends on it
 

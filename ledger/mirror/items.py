@@ -14,8 +14,9 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from accounts.models import Credential
+from accounts.models import ApiKey, Credential
 from authorizer import mirror as m
+from authorizer.keys import KEY_VERSION
 from ledger.models import Balance, Product
 
 Key = tuple[str, str]  # (pk, sk) of an item, as plain strings
@@ -73,9 +74,11 @@ def route_ref(key: Key) -> str | None:
 def balances_for_mirror(queryset: QuerySet[Balance] | None = None) -> QuerySet[Balance]:
     """Balances with everything their items need: one query, plus one for the customers' live credentials."""
     live = Credential.objects.filter(revoked_at__isnull=True).order_by("pk")
+    live_keys = ApiKey.objects.filter(revoked_at__isnull=True).order_by("pk")
     queryset = Balance.objects.all() if queryset is None else queryset
     return queryset.select_related("customer", "product").prefetch_related(
-        Prefetch("customer__credentials", queryset=live, to_attr="live_credentials")
+        Prefetch("customer__credentials", queryset=live, to_attr="live_credentials"),
+        Prefetch("customer__api_keys", queryset=live_keys, to_attr="live_keys"),
     )
 
 
@@ -93,9 +96,17 @@ def balance_owned(balance: Balance) -> dict[str, Any]:
         m.CEILING: balance.granted - cost,
         m.ACTIVE: customer.is_active,
         m.PRODUCT_ACTIVE: product.active,
-        m.CREDS: {c.client_id: c.secret_version for c in customer.live_credentials},  # type: ignore[attr-defined]  # balances_for_mirror's Prefetch
+        m.CREDS: _creds(customer, product),
         m.VERSION: balance.version + customer.version + product.version,
     }
+
+
+def _creds(customer: Any, product: Product) -> dict[str, int]:
+    """The balance item's `creds`: the customer's live credentials, and its live keys that open the product
+    (`live_credentials` and `live_keys`: balances_for_mirror's prefetches)."""
+    creds = {c.client_id: c.secret_version for c in customer.live_credentials}
+    creds.update({k.public_id: KEY_VERSION for k in customer.live_keys if k.covers(product.slug)})
+    return creds
 
 
 def balance_values(balance: Balance) -> dict[str, Any]:
@@ -114,3 +125,28 @@ def route_owned(product: Product) -> dict[str, Any]:
 def route_item(api_id: str, product: Product) -> dict[str, Any]:
     """The whole route item of `api_id`, typed for botocore."""
     return m.route_key(api_id) | {attr: typed(value) for attr, value in route_owned(product).items()}
+
+
+# --- Key items ---------------------------------------------------------------
+
+
+def key_owned(api_key: ApiKey) -> dict[str, Any]:
+    """The attributes of an API key's item (m.KEY_OWNED), as plain values."""
+    return {
+        m.KEY_ID: api_key.public_id,
+        m.CUSTOMER: api_key.customer.public_id,
+        m.PRODUCTS: sorted(api_key.products),
+        m.REVOKED: api_key.is_revoked,
+        m.VERSION: api_key.mirror_version,
+    }
+
+
+def key_item(api_key: ApiKey) -> dict[str, Any]:
+    """The whole item of an API key, typed for botocore."""
+    return m.key_key(api_key.key_hash) | {attr: typed(value) for attr, value in key_owned(api_key).items()}
+
+
+def key_ref(key: Key) -> str | None:
+    """The key hash of a key item's key; None for any other item."""
+    pk, sk = key
+    return pk.removeprefix(m.KEY_PREFIX) if pk.startswith(m.KEY_PREFIX) and sk == m.KEY_SK else None

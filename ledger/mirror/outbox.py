@@ -33,10 +33,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q
 
-from accounts.models import Customer
+from accounts.models import ApiKey, Customer
+from authorizer import mirror as m
 from ledger.mirror.client import Client, Progress, mirror_client
 from ledger.mirror.items import balance_key, balances_for_mirror, key_of, route_ref
-from ledger.mirror.writes import Job, WriteReport, balance_write, route_jobs, writes_run
+from ledger.mirror.writes import Job, WriteReport, balance_write, key_jobs, route_jobs, writes_run
 from ledger.models import Balance, MirrorOutbox, Product, ProductApi
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,14 @@ def mirror_outbox_add(
     customers: Iterable[Customer] = (),
     products: Iterable[Product] = (),
     api_ids: Iterable[str] = (),
+    api_keys: Iterable[ApiKey] = (),
 ) -> None:
     """Record, in the caller's transaction, which mirror items must be rewritten once it commits.
 
     `customers`: all of their balance items (status, credentials). `products`: all
     of their balance items and routes (cost, on sale). `api_ids`: those routes,
     written from the current rows (deleted when no product has the id any more).
+    `api_keys`: those keys' own items (the customer's balance items list its live keys: pass it too).
     """
     if not settings.MIRROR_ENABLED:
         return
@@ -71,6 +74,7 @@ def mirror_outbox_add(
         *(MirrorOutbox(scope=Scope.CUSTOMER, ref=str(c.pk)) for c in customers),
         *(MirrorOutbox(scope=Scope.PRODUCT, ref=str(p.pk)) for p in products),
         *(MirrorOutbox(scope=Scope.ROUTE, ref=api_id) for api_id in sorted(set(api_ids))),
+        *(MirrorOutbox(scope=Scope.KEY, ref=str(k.pk)) for k in api_keys),
     ]
     if not rows:
         return
@@ -185,6 +189,13 @@ def _batch_write(batch: _Batch, *, client: Client, force: bool, progress: Progre
         failed_api_id = route_ref(key)
         if failed_api_id is not None:  # every key route_jobs writes is a route's
             batch.route_failed(failed_api_id, error)
+    report += done
+
+    api_keys = {k.key_hash: k for k in ApiKey.objects.filter(pk__in=batch.ids(Scope.KEY)).select_related("customer")}
+    done = writes_run(key_jobs(client, api_keys.values(), force=force), progress=progress)
+    for key, error in done.failed.items():
+        log.warning("mirror write of %s %s failed, kept in the outbox: %s", *key, error)
+        batch.failed.setdefault((Scope.KEY, str(api_keys[key[0].removeprefix(m.KEY_PREFIX)].pk)), error)
     report += done
     return report
 

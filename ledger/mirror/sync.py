@@ -9,9 +9,19 @@ from typing import Any
 
 from authorizer import mirror as m
 from ledger.mirror.client import Client, Progress, ProgressFactory, mirror_client, mirror_reader, scan
-from ledger.mirror.items import Key, balance_key, balance_owned, balances_for_mirror, key_of, plain, route_owned
+from accounts.models import ApiKey
+from ledger.mirror.items import (
+    Key,
+    balance_key,
+    balance_owned,
+    balances_for_mirror,
+    key_of,
+    key_owned,
+    plain,
+    route_owned,
+)
 from ledger.mirror.outbox import mirror_outbox_clear
-from ledger.mirror.writes import WriteReport, balance_create, balance_write, route_jobs, writes_run
+from ledger.mirror.writes import WriteReport, balance_create, balance_write, key_jobs, route_jobs, writes_run
 from ledger.models import Balance, MirrorOutbox, ProductApi
 
 CHUNK = 500
@@ -21,22 +31,31 @@ def _mirror_state(client: Client, progress: Progress | None = None) -> dict[Key,
     """What the mirror holds of what Django owns, from one consistent scan: {key: values}.
 
     Balance items map to their m.BALANCE_OWNED values in order, route items to
-    their m.ROUTE_OWNED values; plain values, so they compare with what Postgres says.
+    their m.ROUTE_OWNED values, key items to m.KEY_OWNED; plain values, so they compare with
+    what Postgres says.
     """
-    attrs = (m.PK, m.SK, *m.BALANCE_OWNED, m.PRODUCT)
+    attrs = tuple(dict.fromkeys((m.PK, m.SK, *m.BALANCE_OWNED, *m.ROUTE_OWNED, *m.KEY_OWNED)))
     names = {f"#a{i}": attr for i, attr in enumerate(attrs)}
     state: dict[Key, tuple[Any, ...]] = {}
     for item in scan(
         client, ConsistentRead=True, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names
     ):
         key = key_of(item)
-        owned = m.ROUTE_OWNED if key[0].startswith(m.API_PREFIX) else m.BALANCE_OWNED
+        owned = _owned(key)
         state[key] = tuple(plain(item[attr]) if attr in item else None for attr in owned)
         if progress is not None:
             progress.update(1)
     if progress is not None:
         progress.close()
     return state
+
+
+def _owned(key: Key) -> tuple[str, ...]:
+    if key[0].startswith(m.API_PREFIX):
+        return m.ROUTE_OWNED
+    if key[0].startswith(m.KEY_PREFIX):
+        return m.KEY_OWNED
+    return m.BALANCE_OWNED
 
 
 def _in_order(values: dict[str, Any], attrs: tuple[str, ...]) -> tuple[Any, ...]:
@@ -62,7 +81,8 @@ def mirror_full_write(progress_factory: ProgressFactory | None = None) -> WriteR
     balances = balances_for_mirror().order_by("pk")
     routes = {row.api_id: row.product for row in ProductApi.objects.select_related("product")}
     stale_routes = {pk.removeprefix(m.API_PREFIX) for pk, sk in state if pk.startswith(m.API_PREFIX)} - routes.keys()
-    total = balances.count() + len(routes) + len(stale_routes)
+    api_keys = list(ApiKey.objects.select_related("customer").order_by("pk"))
+    total = balances.count() + len(routes) + len(stale_routes) + len(api_keys)
     progress = progress_factory(total, "sync_mirror") if progress_factory else None
     report = WriteReport()
 
@@ -94,6 +114,12 @@ def mirror_full_write(progress_factory: ProgressFactory | None = None) -> WriteR
     current = [key_of(m.route_key(api_id)) for api_id in routes.keys() - differ]
     jobs = route_jobs(client, {api_id: routes.get(api_id) for api_id in differ | stale_routes})
     report += writes_run(jobs, progress=progress, current=current)
+    differ_keys = [
+        k for k in api_keys if state.get(key_of(m.key_key(k.key_hash))) != _in_order(key_owned(k), m.KEY_OWNED)
+    ]
+    differ_pks = {k.pk for k in differ_keys}
+    current = [key_of(m.key_key(k.key_hash)) for k in api_keys if k.pk not in differ_pks]
+    report += writes_run(key_jobs(client, differ_keys, force=True), progress=progress, current=current)
     if progress is not None:
         progress.close()
     if not report.failed:
@@ -112,6 +138,8 @@ def mirror_drift() -> list[str]:
         floors[key] = balance.used
     for row in ProductApi.objects.select_related("product"):
         expected[key_of(m.route_key(row.api_id))] = {m.PRODUCT: row.product.slug}
+    for api_key in ApiKey.objects.select_related("customer"):
+        expected[key_of(m.key_key(api_key.key_hash))] = key_owned(api_key)
 
     lines = []
     seen = set()

@@ -22,7 +22,8 @@ from django.conf import settings
 
 from authorizer import mirror as m
 from ledger.mirror.client import Client, Progress
-from ledger.mirror.items import Key, balance_key, balance_values, key_of, route_item, typed
+from accounts.models import ApiKey
+from ledger.mirror.items import Key, balance_key, balance_values, key_item, key_of, route_item, typed
 from ledger.models import Balance, Product
 
 
@@ -92,6 +93,32 @@ def route_jobs(client: Client, routes: dict[str, Product | None]) -> list["Job"]
     return [
         (key_of(m.route_key(api_id)), functools.partial(route_write, client, api_id, product))
         for api_id, product in sorted(routes.items())
+    ]
+
+
+def key_write(client: Client, api_key: ApiKey, *, force: bool = False) -> bool:
+    """Put an API key's item, unless the mirror holds a newer state of it (a revoked key is never restored).
+    False: it is there already. The gate never writes key items, so they are put whole."""
+    item = key_item(api_key)
+    try:
+        client.put_item(
+            TableName=settings.MIRROR_TABLE,
+            Item=item,
+            ConditionExpression=f"attribute_not_exists(#version) OR #version {'<=' if force else '<'} :version",
+            ExpressionAttributeNames={"#version": m.VERSION},
+            ExpressionAttributeValues={":version": item[m.VERSION]},
+        )
+    except ClientError as e:
+        if _refused(e):
+            return False
+        raise
+    return True
+
+
+def key_jobs(client: Client, api_keys: Iterable[ApiKey], *, force: bool = False) -> list["Job"]:
+    return [
+        (key_of(m.key_key(k.key_hash)), functools.partial(key_write, client, k, force=force))
+        for k in sorted(api_keys, key=lambda k: k.pk)
     ]
 
 
