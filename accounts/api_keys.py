@@ -16,7 +16,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from accounts.authentication import AccessTokenAuthentication
+from accounts.authentication import AccessTokenAuthentication, ApiClient
 from accounts.models import ApiKey
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -56,6 +56,13 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     )
 
 
+def _client(request: Request) -> ApiClient:
+    """Who the access token speaks for (AccessTokenAuthentication's `request.user`; IsAuthenticated ran)."""
+    client = request.user
+    assert isinstance(client, ApiClient)
+    return client
+
+
 def _validation_error(error: ValidationError) -> serializers.ValidationError:
     """A service's ValidationError as DRF's: field errors as they are, the rest under non_field_errors."""
     detail = get_error_detail(error)
@@ -71,12 +78,12 @@ class ApiKeysView(APIView):
     permission_classes = [IsAuthenticated]
 
     def get(self, request: Request) -> Response:
-        client = request.user
+        client = _client(request)
         api_keys = ApiKey.objects.filter(customer=client.customer).order_by("created", "id")
         return Response({"keys": ApiKeySerializer(api_keys, many=True).data}, headers=NO_STORE)
 
     def post(self, request: Request) -> Response:
-        client = request.user
+        client = _client(request)
         params = ApiKeyCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         try:
@@ -100,7 +107,7 @@ class ApiKeyView(APIView):
     permission_classes = [IsAuthenticated]
 
     def delete(self, request: Request, key_id: str) -> Response:
-        client = request.user
+        client = _client(request)
         api_key = selectors.api_key_get(customer=client.customer, key_id=key_id)
         if api_key is None:
             raise NotFound("No such API key.")

@@ -22,4 +22,6 @@ class ApiKeyForm(forms.Form):
 
     def __init__(self, *args, products: list[tuple[str, str]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["products"].choices = products
+        field = self.fields["products"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = products

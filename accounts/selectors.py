@@ -6,8 +6,8 @@ what Postgres holds now (usage itself reaches Postgres from the gate by the
 from django.db.models import QuerySet
 
 from accounts.ids import CLIENT_ID_FORMAT
-from authorizer.keys import KEY_ID_FORMAT
 from accounts.models import ApiKey, Credential, Customer, User
+from authorizer.keys import KEY_ID_FORMAT
 
 # The portal's reads of ledger's tables are ledger's own (accounts reads ledger only through
 # ledger.selectors: an import-linter contract); the views find them here with the rest.

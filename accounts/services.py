@@ -4,9 +4,8 @@ gate's mirror uses to tell a newer state from a late, older one), and records
 in the same transaction that the customer's mirror items must be rewritten
 (`_mirror_customer`: ledger's outbox, written after commit)."""
 
-from datetime import UTC, datetime, timedelta
-
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -203,6 +202,7 @@ def user_deactivate(*, user: User) -> User:
     if customer is not None and customer.is_active:
         customer_suspend(customer=customer)
     return user
+
 
 @transaction.atomic
 def api_key_create(

@@ -159,7 +159,7 @@ def api_key_add(request: HttpRequest, customer: Customer) -> HttpResponse:
     choices = [(b.product.slug, b.product.name) for b in selectors.balance_list(customer=customer)]
     form = ApiKeyForm(request.POST, products=choices)
     if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
         return redirect("account_dashboard")
     try:
         api_key, key = services.api_key_create(

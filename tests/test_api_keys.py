@@ -39,7 +39,10 @@ def key_item(key: str) -> dict | None:
 
 def create(client, token: str, body=None, **headers):
     return client.post(
-        URL, json.dumps(body if body is not None else {}), content_type="application/json", **headers,
+        URL,
+        json.dumps(body if body is not None else {}),
+        content_type="application/json",
+        **headers,
         HTTP_AUTHORIZATION=f"Bearer {token}",
     )
 
@@ -62,7 +65,11 @@ def test_it_creates_a_key_shown_once_and_stored_only_as_its_hash(client, held, m
     assert key not in json.dumps([f.value_from_object(stored) for f in ApiKey._meta.fields], default=str)
     # The gate hears of it: its own item, and its id beside the credentials of every item it opens.
     assert key_item(key) == {
-        "key_id": body["id"], "customer": held.public_id, "products": [], "revoked": False, "version": 1,
+        "key_id": body["id"],
+        "customer": held.public_id,
+        "products": [],
+        "revoked": False,
+        "version": 1,
     }
     for product in ("weather", "maps"):
         assert mirror.balance(held, products[product])["creds"] == {held.credential.client_id: 1, body["id"]: 0}
@@ -189,7 +196,9 @@ def test_alice_never_sees_nor_revokes_bobs_keys(client, held, bob):
 
 def test_other_methods_are_refused(client, held):
     token = get_token(client, held)
-    assert client.put(URL, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 405
+    assert (
+        client.put(URL, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 405
+    )
     assert client.delete(URL, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 405
     assert client.get(f"{URL}key_x/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 405
 

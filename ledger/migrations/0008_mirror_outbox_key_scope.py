@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0007_mirror_outbox'),
+        ("ledger", "0007_mirror_outbox"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='mirroroutbox',
-            name='scope',
-            field=models.CharField(choices=[('balance', 'Balance item'), ('customer', "Customer's balance items"), ('product', "Product's balance items and routes"), ('route', 'Route item'), ('key', 'API key item')], max_length=16),
+            model_name="mirroroutbox",
+            name="scope",
+            field=models.CharField(
+                choices=[
+                    ("balance", "Balance item"),
+                    ("customer", "Customer's balance items"),
+                    ("product", "Product's balance items and routes"),
+                    ("route", "Route item"),
+                    ("key", "API key item"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

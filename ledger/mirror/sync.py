@@ -7,9 +7,9 @@ a 1 MB page takes long to answer) and Postgres 500 balances at a time.
 import functools
 from typing import Any
 
+from accounts.models import ApiKey
 from authorizer import mirror as m
 from ledger.mirror.client import Client, Progress, ProgressFactory, mirror_client, mirror_reader, scan
-from accounts.models import ApiKey
 from ledger.mirror.items import (
     Key,
     balance_key,

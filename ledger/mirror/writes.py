@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 from django.conf import settings
 
+from accounts.models import ApiKey
 from authorizer import mirror as m
 from ledger.mirror.client import Client, Progress
-from accounts.models import ApiKey
 from ledger.mirror.items import Key, balance_key, balance_values, key_item, key_of, route_item, typed
 from ledger.models import Balance, Product
 
