@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ledger", "0007_mirror_outbox"),
+        ("ledger", "0008_store_packs_refunds"),
     ]
 
     operations = [
