@@ -50,6 +50,17 @@ def customer_reactivate(*, customer: Customer) -> Customer:
     return customer
 
 
+def _api_keys_made_by_revoke(credential: Credential) -> list[ApiKey]:
+    """Revoke the live API keys a program made with this credential's tokens (in the caller's transaction):
+    a secret rotated or revoked because it leaked must not leave keys behind that still open the APIs."""
+    made = list(ApiKey.objects.select_for_update().filter(created_by=credential, revoked_at__isnull=True))
+    now = timezone.now()
+    for api_key in made:
+        api_key.revoked_at = now
+    ApiKey.objects.bulk_update(made, ["revoked_at"])
+    return made
+
+
 @transaction.atomic
 def credential_create(*, customer: Customer) -> tuple[Credential, str]:
     """A new credential for `customer`, and its secret: the only time the secret is seen.
@@ -84,7 +95,7 @@ def credential_rotate(*, credential: Credential) -> str:
     credential.rotated_at = timezone.now()
     credential.save(update_fields=["secret_hash", "secret_last4", "secret_version", "rotated_at"])
     credential.customer.touch()
-    _mirror_customer(credential.customer)
+    _mirror_customer(credential.customer, api_keys=_api_keys_made_by_revoke(credential))
     return secret
 
 
@@ -96,7 +107,7 @@ def credential_revoke(*, credential: Credential) -> Credential:
         credential.revoked_at = timezone.now()
         credential.save(update_fields=["revoked_at"])
         credential.customer.touch()
-        _mirror_customer(credential.customer)
+        _mirror_customer(credential.customer, api_keys=_api_keys_made_by_revoke(credential))
     return credential
 
 

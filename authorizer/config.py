@@ -32,6 +32,10 @@ class Config:
     token_query: str | None = None
     # How long one DynamoDB request may take before the call is denied, in seconds.
     dynamodb_timeout: float = 2.0
+    # Where an API key may also come (besides `Authorization: Bearer <key>`), and how long a key's
+    # customer is remembered, in seconds (revocation does not wait for it: see authorizer/keys.py).
+    key_header: str = "x-api-key"
+    key_ttl: float = 60.0
 
     @property
     def bearer_required(self) -> bool:
@@ -83,4 +87,6 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> Config:
         token_header=environ.get("AUTHORIZER_TOKEN_HEADER", "").strip() or "Authorization",
         token_query=environ.get("AUTHORIZER_TOKEN_QUERY", "").strip() or None,
         dynamodb_timeout=_number(environ, "AUTHORIZER_DYNAMODB_TIMEOUT", 2.0) or 2.0,
+        key_header=environ.get("AUTHORIZER_KEY_HEADER", "").strip() or "x-api-key",
+        key_ttl=_number(environ, "AUTHORIZER_KEY_TTL", 60.0),
     )

@@ -10,12 +10,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from authorizer import mirror
-from authorizer.tokens import AccessToken
 
 # Deny reasons: short snake_case codes, passed on as context.reason.
 NO_CREDITS = "no_credits"  # no balance for this product at all
@@ -51,6 +50,17 @@ NEGATIVE_ROUTE_TTL = 5.0
 ROUTE_CACHE_SIZE = 1024
 
 
+class Spender(Protocol):
+    """Who spends: a verified token (authorizer.tokens.AccessToken) or an API key's holder (authorizer.keys)."""
+
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...  # its entry in the balance item's `creds`
+    @property
+    def version(self) -> int: ...  # the value `creds` must hold for it
+
+
 @dataclass(frozen=True)
 class Spend:
     allowed: bool
@@ -63,7 +73,7 @@ def _number(item: Mapping[str, Any], name: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def refusal_reason(old: Mapping[str, Any] | None, token: AccessToken) -> str:
+def refusal_reason(old: Mapping[str, Any] | None, token: Spender) -> str:
     """Why the spend's condition failed, from the item as it was."""
     if not old:
         return NO_CREDITS
@@ -114,6 +124,10 @@ class Gate:
             time.sleep(0.01 * 4 ** (attempt - 1))
         raise AssertionError("unreachable")
 
+    def get_item(self, **params: Any) -> dict[str, Any]:
+        """One GetItem on the mirror (safe to send again, so retried after any error that allows it)."""
+        return self._send("get_item", idempotent=True, **params)
+
     def product_for(self, api_id: str | None) -> str | None:
         """The product an API serves: pinned, or routed through its mirror item (remembered for a while)."""
         if self.pinned_product:
@@ -139,7 +153,7 @@ class Gate:
             self._routes[api_id] = (product, now + ttl)
         return product
 
-    def spend(self, token: AccessToken, product: str) -> Spend:
+    def spend(self, token: Spender, product: str) -> Spend:
         """Spend one call's cost of `product` from the token's customer: one conditional UpdateItem."""
         try:
             response = self._send(

@@ -45,10 +45,17 @@ deferred.defer_heavy_imports()  # before anything imports botocore or cryptograp
 from authorizer import dynamodb  # noqa: E402
 from authorizer.config import Config, ConfigError, config_from_env  # noqa: E402
 from authorizer.events import AuthorizerEvent, BadEvent, event_view  # noqa: E402
-from authorizer.gate import INTERNAL_ERROR, PRODUCT_NOT_IN_TOKEN, UNKNOWN_API, Gate  # noqa: E402
+from authorizer.gate import (  # noqa: E402
+    CREDENTIAL_REVOKED,
+    INTERNAL_ERROR,
+    PRODUCT_NOT_IN_TOKEN,
+    UNKNOWN_API,
+    Gate,
+)
+from authorizer.keys import KEY_REVOKED, PRODUCT_NOT_IN_KEY, KeyHolder, KeyRing, find_credential, is_api_key  # noqa: E402
 from authorizer.responses import IamPolicyResponse, SimpleResponse  # noqa: E402
 from authorizer.snapstart import register as register_snapstart_hooks  # noqa: E402
-from authorizer.tokens import TokenError, Verifier, load_public_keys  # noqa: E402
+from authorizer.tokens import AccessToken, TokenError, Verifier, load_public_keys  # noqa: E402
 
 logger = logging.getLogger("authorizer")
 logger.setLevel(os.environ.get("AUTHORIZER_LOG_LEVEL", "INFO").upper())
@@ -70,6 +77,7 @@ class Runtime:
     config: Config
     verifier: Verifier
     gate: Gate
+    keys: KeyRing
 
 
 def runtime_from_env(environ: Mapping[str, str] | None = None) -> Runtime:
@@ -87,7 +95,7 @@ def runtime_from_env(environ: Mapping[str, str] | None = None) -> Runtime:
         route_ttl=config.route_ttl,
         product=config.product,
     )
-    return Runtime(config=config, verifier=verifier, gate=gate)
+    return Runtime(config=config, verifier=verifier, gate=gate, keys=KeyRing(read=gate.get_item, ttl=config.key_ttl))
 
 
 _runtime: Runtime | None = None
@@ -116,44 +124,70 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
+def _caller(view: AuthorizerEvent, rt: Runtime) -> AccessToken | KeyHolder | Decision:
+    """Who the call speaks for: a verified token or a key's holder; else the Decision to answer."""
     config = rt.config
-    token_text = view.token(
-        header=config.token_header, scheme_required=config.bearer_required, query=config.token_query
+    text = find_credential(
+        view,
+        token_header=config.token_header,
+        bearer_required=config.bearer_required,
+        token_query=config.token_query,
+        key_header=config.key_header,
     )
-    if token_text is None:
+    if text is None:
         return Decision(allow=False, unauthorized=True)
+    if is_api_key(text):
+        try:
+            holder = rt.keys.holder(text)
+        except Exception:
+            logger.exception("internal error: the call is denied")
+            return Decision(allow=False, reason=INTERNAL_ERROR)
+        if holder is None:
+            logger.info("unauthorized: an API key nobody has")
+            return Decision(allow=False, unauthorized=True)
+        return holder
     try:
-        token = rt.verifier.verify(token_text)
+        return rt.verifier.verify(text)
     except TokenError as e:
         logger.info("unauthorized: %s", e)
         return Decision(allow=False, unauthorized=True)
 
-    def deny(reason: str | None) -> Decision:
-        logger.info("deny %s: customer=%s client=%s api=%s", reason, token.customer_id, token.client_id, view.api_id)
-        return Decision(allow=False, principal_id=token.customer_id, reason=reason)
 
+def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
+    caller = _caller(view, rt)
+    if isinstance(caller, Decision):
+        return caller
+    is_key = isinstance(caller, KeyHolder)
+
+    def deny(reason: str | None) -> Decision:
+        if is_key and reason == CREDENTIAL_REVOKED:
+            reason = KEY_REVOKED  # the key's id is gone from the item's creds
+        logger.info("deny %s: customer=%s client=%s api=%s", reason, caller.customer_id, caller.client_id, view.api_id)
+        return Decision(allow=False, principal_id=caller.customer_id, reason=reason)
+
+    if isinstance(caller, KeyHolder) and caller.revoked:
+        return deny(KEY_REVOKED)
     try:
         product = rt.gate.product_for(view.api_id)
         if product is None:
             return deny(UNKNOWN_API)
-        if not token.covers(product):
-            return deny(PRODUCT_NOT_IN_TOKEN)
-        spend = rt.gate.spend(token, product)
+        if not caller.covers(product):
+            return deny(PRODUCT_NOT_IN_KEY if is_key else PRODUCT_NOT_IN_TOKEN)
+        spend = rt.gate.spend(caller, product)
     except Exception:
         logger.exception("internal error: the call is denied")
         return deny(INTERNAL_ERROR)
     if not spend.allowed:
         return deny(spend.reason)
-    logger.debug("allow: customer=%s product=%s remaining=%s", token.customer_id, product, spend.remaining)
+    logger.debug("allow: customer=%s product=%s remaining=%s", caller.customer_id, product, spend.remaining)
     return Decision(
         allow=True,
-        principal_id=token.customer_id,
+        principal_id=caller.customer_id,
         context={
-            "customerId": token.customer_id,
+            "customerId": caller.customer_id,
             "product": product,
             "remaining": spend.remaining,
-            "credentialId": token.client_id,
+            "credentialId": caller.client_id,
         },
     )
 

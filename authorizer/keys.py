@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authorizer import mirror
+from authorizer.events import AuthorizerEvent
 
 PREFIX = "cpk_"
 KEY_FORMAT = re.compile(r"cpk_[A-Za-z0-9_-]{43}")
@@ -119,3 +120,20 @@ class KeyRing:
                 self._cache.clear()
             self._cache[hashed] = (holder, now + ttl)
         return holder
+
+
+def find_credential(
+    view: AuthorizerEvent, *, token_header: str, bearer_required: bool, token_query: str | None, key_header: str
+) -> str | None:
+    """The one token or key the call carries: `Authorization: Bearer <jwt or key>` (where the token is
+    configured to be), or `<key_header>: <key>`. None when there is none, or two that differ (never guess).
+
+    A REST TOKEN event carries one header's value, whichever its name: a bare key there is a key.
+    A `key_header` value that is not of a key's form is not looked at.
+    """
+    found = {view.token(header=token_header, scheme_required=bearer_required, query=token_query)}
+    raw = view.header(key_header)
+    if raw is not None and is_api_key(raw.strip()):
+        found.add(raw.strip())
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None

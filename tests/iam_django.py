@@ -79,11 +79,20 @@ def suspend() -> dict:
     return {"customer": customer.public_id}
 
 
+def api_key() -> dict:
+    """An API key for the customer (its item and the customer's balance items, after the commit)."""
+    from accounts.services import api_key_create
+
+    api_key, key = api_key_create(customer=Customer.objects.get(), name="iam")
+    return {"key_id": api_key.public_id, "key": key}
+
+
 STEPS = {
     "routes": routes,
     "purchase": purchase,
     "rotate": rotate,
     "suspend": suspend,
+    "api_key": api_key,
     "sync_mirror": lambda: command("sync_mirror", "--verbosity", "0"),
     "check": lambda: command("sync_mirror", "--check"),
     "sync_usage": lambda: command("sync_usage", "--verbosity", "0"),

@@ -5,7 +5,7 @@ server that enforces IAM on actions and resources (tests/iam.py). The real
 code runs with that user's key in a process of its own: the Django function's
 doors (upsert_product, the Zapier webhook with its email through django-ses,
 the services, sync_usage, sync_mirror into an empty table, sync_mirror --check)
-and one authorizer decision. Every call moto refused fails the test, and so
+and authorizer decisions, with a token and with an API key. Every call moto refused fails the test, and so
 does every grant that none of the calls needed. What the Lambda runtime does
 for a function (its logs) is proved here too; Zappa's remote_env read is proved
 by tests/test_packaging.py on the built package.
@@ -20,6 +20,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import Credential, Customer
+from authorizer.keys import key_hash
 from ledger.models import Balance, LedgerEntry, MirrorOutbox, Purchase
 from tests.authorizer.support import AUDIENCE, ISSUER, gate_environ, load_event, mint
 from tests.iam import REGION, ROOT, Stack, grants, service, stage_parameters, used_statements, zappa_stage
@@ -109,8 +110,8 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     stack = iam_stack
     assert zappa_stage("dev")["environment_variables"]["MIRROR_TABLE"] == stack.refs["MirrorTable"]
 
-    # Django: routes, a purchase with its email, a rotation, a suspension (the outbox's writes after each commit).
-    done = django(stack, "routes", "purchase", "rotate", "suspend")
+    # Django: routes, a purchase with its email, a rotation, a suspension, an API key (the outbox's writes after each commit).
+    done = django(stack, "routes", "purchase", "rotate", "suspend", "api_key")
     assert done["purchase"]["status"] == 201, done["purchase"]
     assert (done["purchase"]["body"]["status"], done["purchase"]["email_status"]) == ("applied", "sent")
     customer = Customer.objects.get()
@@ -120,7 +121,8 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     assert mirror_item(stack, f"API#{OLD_API_ID}", "ROUTE") is None
     balance = mirror_item(stack, f"CUSTOMER#{customer.public_id}", "PRODUCT#weather")
     assert (balance["granted"], balance["active"]) == ({"N": "5"}, {"BOOL": True})
-    assert balance["creds"] == {"M": {credential.client_id: {"N": str(credential.secret_version)}}}
+    key_id, key = done["api_key"]["key_id"], done["api_key"]["key"]
+    assert balance["creds"] == {"M": {credential.client_id: {"N": str(credential.secret_version)}, key_id: {"N": "0"}}}
 
     # The authorizer: one decision (the route read, one spend).
     token = mint(sub=customer.public_id, client_id=credential.client_id, ver=credential.secret_version, scope="weather")
@@ -128,17 +130,23 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     decision = authorizer_decide(stack, load_event("rest_request", token=token, api_id=API_ID))
     assert decision["policyDocument"]["Statement"][0]["Effect"] == "Allow", decision
     assert decision["context"]["remaining"] == 4
+    # And one with the API key (its item read, one spend).
+    event = load_event("rest_request", token=None, api_id=API_ID)
+    event["headers"]["x-api-key"] = key
+    decision = authorizer_decide(stack, event)
+    assert (decision["context"]["remaining"], decision["context"]["credentialId"]) == (3, key_id), decision
 
     # Django: the spend comes back; then the mirror is rebuilt from nothing and checked.
-    assert "1 credit(s) of usage recorded" in django(stack, "sync_usage")["sync_usage"]["out"]
+    assert "2 credit(s) of usage recorded" in django(stack, "sync_usage")["sync_usage"]["out"]
     stack.create_mirror_table()
     done = django(stack, "sync_mirror", "check")
     assert "no drift" in done["check"]["out"], done["check"]
     rebuilt = mirror_item(stack, f"CUSTOMER#{customer.public_id}", "PRODUCT#weather")
-    assert (rebuilt["granted"], rebuilt["used"]) == ({"N": "5"}, {"N": "1"})
+    assert (rebuilt["granted"], rebuilt["used"]) == ({"N": "5"}, {"N": "2"})
     assert mirror_item(stack, f"API#{API_ID}", "ROUTE")["product"] == {"S": "weather"}
 
-    assert Balance.objects.get().used == 1
+    assert mirror_item(stack, f"KEY#{key_hash(key)}", "KEY")["key_id"] == {"S": key_id}
+    assert Balance.objects.get().used == 2
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).count() == 1
     assert Purchase.objects.get().email_status == Purchase.EmailStatus.SENT
     assert not MirrorOutbox.objects.exists()

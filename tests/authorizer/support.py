@@ -143,6 +143,36 @@ def route_item(api_id: str, product: str, version: int = 1) -> dict:
     return mirror.route_key(api_id) | {mirror.PRODUCT: {"S": product}, mirror.VERSION: {"N": str(version)}}
 
 
+def key_item(key: str, *, key_id: str, customer: str, products: tuple[str, ...] = (), revoked: bool = False) -> dict:
+    """An API key's item as Django writes it (typed, for put_item)."""
+    from authorizer.keys import key_hash
+
+    return mirror.key_key(key_hash(key)) | {
+        mirror.KEY_ID: {"S": key_id},
+        mirror.CUSTOMER: {"S": customer},
+        mirror.PRODUCTS: {"L": [{"S": p} for p in products]},
+        mirror.REVOKED: {"BOOL": revoked},
+        mirror.VERSION: {"N": "2" if revoked else "1"},
+    }
+
+
+def key_event(kind: str, key: str, *, how: str = "x-api-key", api_id: str = EVENT_API_ID) -> dict:
+    """A sample event carrying an API key: `x-api-key: <key>` (for a REST TOKEN authorizer whose identity
+    source is that header: the bare key) or `Authorization: Bearer <key>`."""
+    if how == "bearer":
+        return load_event(kind, token=key, api_id=api_id)
+    event = load_event(kind, token=None, api_id=api_id)
+    if kind == "rest_token":
+        event["authorizationToken"] = key
+    elif kind == "rest_request":
+        event["headers"]["x-api-key"] = key
+        event["multiValueHeaders"]["x-api-key"] = [key]
+    else:
+        event["headers"]["x-api-key"] = key
+        event["identitySource"] = [key]
+    return event
+
+
 class RequestCounter:
     """Counts the HTTP requests a botocore client sends (a botocore event hook, nothing patched)."""
 
