@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from authorizer import mirror
-from tests.authorizer.support import balance_item, gate_environ, load_event, mint, route_item
+from tests.authorizer.support import balance_item, gate_environ, key_event, load_event, mint, route_item
 
 TABLE = "creditportal-bench"
 API_ID = "wthr000001"
@@ -68,6 +68,15 @@ def prepare_table(client) -> None:
             TableName=TABLE,
             Item=balance_item(customer=customer, product=PRODUCT, granted=10**12, creds={CLIENT: 1}),
         )
+
+
+# An API key of the bench customer's (its item: bench/_instant_dynamodb.py answers it).
+API_KEY, KEY_ID = "cpk_" + "b" * 43, "key_bench"
+
+
+def key_request_event(kind: str = "rest_request") -> dict:
+    """A call carrying the bench's API key as `x-api-key`."""
+    return key_event(kind, API_KEY, api_id=API_ID)
 
 
 def token() -> str:

@@ -4,7 +4,8 @@
 
 For the warm benchmark: against moto a request costs milliseconds of moto's
 own work, which hides what the client and the gate add. This answers
-`GetItem` with a route and `UpdateItem` with a balance (`ALL_NEW`), in the
+`GetItem` with a route (or, for a key's `KEY#` item, with bench/_gate.py's API key) and
+`UpdateItem` with a balance (`ALL_NEW`), in the
 JSON 1.0 protocol botocore speaks to DynamoDB, over keep-alive HTTP/1.1, in
 its own process. It counts nothing and stores nothing: the decision's
 semantics are the tests' business (tests/authorizer, tests/test_gate.py).
@@ -19,6 +20,17 @@ ANSWERS = {
     "DynamoDB_20120810.UpdateItem": {"Attributes": {"granted": {"N": "1000000000000"}, "used": {"N": "1"}}},
 }
 BODIES = {target: json.dumps(answer).encode() for target, answer in ANSWERS.items()}
+KEY_ITEM = json.dumps(
+    {
+        "Item": {
+            "key_id": {"S": "key_bench"},
+            "customer": {"S": "cus_bench"},
+            "products": {"L": []},
+            "revoked": {"BOOL": False},
+            "version": {"N": "1"},
+        }
+    }
+).encode()
 UNKNOWN = json.dumps({"__type": "com.amazon.coral.service#UnknownOperationException", "message": "not here"}).encode()
 
 
@@ -27,8 +39,11 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are two writes: no waiting for an ACK between them
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = BODIES.get(self.headers.get("X-Amz-Target", ""), UNKNOWN)
+        request = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        target = self.headers.get("X-Amz-Target", "")
+        body = BODIES.get(target, UNKNOWN)
+        if target.endswith(".GetItem") and b'"KEY#' in request:
+            body = KEY_ITEM
         self.send_response(200 if body is not UNKNOWN else 400)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("x-amzn-RequestId", "instant")
