@@ -20,7 +20,14 @@ OUT = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
 
 # The order of the report: the gate first (it runs on every API call), then Django's doors and pages.
-ORDER = ["authorizer_warm", "authorizer_warm_key", "authorizer_cold", "api_throughput", "admin_pages", "sync_mirror_scale"]
+ORDER = [
+    "authorizer_warm",
+    "authorizer_warm_key",
+    "authorizer_cold",
+    "api_throughput",
+    "admin_pages",
+    "sync_mirror_scale",
+]
 
 INTRO = """# Benchmark results
 
