@@ -7,10 +7,6 @@ from accounts.api_keys import ApiKeysView, ApiKeyView
 from creditportal.views import health
 from ledger.views import ZapierPurchaseView
 
-# The admin's app list is on its home page, a click away through the breadcrumbs; as a
-# sidebar it took 300 of a 1280 px laptop's width from every list (tests/test_admin_browser.py).
-admin.site.enable_nav_sidebar = False
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/purchases/zapier/", ZapierPurchaseView.as_view(), name="purchases_zapier"),

@@ -12,7 +12,9 @@ from django.utils.text import Truncator
 from creditportal.paginator import EstimatedCountPaginator
 from ledger import admin_customer  # noqa: F401 - the customer page's ledger side (registers it)
 from ledger.forms import PurchaseApplyForm
-from ledger.models import Balance, LedgerEntry, MirrorOutbox, Product, ProductApi, ProductSku, Purchase
+from ledger.models import Balance, DriftCheck, LedgerEntry, MirrorOutbox, Product, ProductApi, ProductSku, Purchase
+from ledger.overview.exports import CsvExportMixin
+from ledger.overview.selectors import LOW_PERCENT, balances_running_low
 from ledger.services import mirror_outbox_add, purchase_apply, purchase_email_resend
 
 RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
@@ -96,10 +98,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class RunningLowFilter(admin.SimpleListFilter):
+    """The overview's "within 10% of running out": the balances behind its count."""
+
+    title = "credits left"
+    parameter_name = "running_low"
+
+    def lookups(self, request, model_admin):
+        return [("yes", f"{LOW_PERCENT}% or less of what was granted")]
+
+    def queryset(self, request, queryset):
+        return balances_running_low(queryset) if self.value() == "yes" else queryset
+
+
 @admin.register(Balance)
 class BalanceAdmin(ReadOnlyAdmin):
     list_display = ["customer", "product", "granted", "used", "remaining", "updated"]
-    list_filter = ["product"]
+    list_filter = ["product", RunningLowFilter]
     list_select_related = ["customer", "product"]
     search_fields = ["customer__email", "=customer__public_id"]
     # Newest customers first, in the order of the (customer, product) unique index:
@@ -121,7 +136,7 @@ class ListMedia:
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(CsvExportMixin, ReadOnlyAdmin):
     # At 1280 px every column shows (tests/test_admin_browser.py): short dates, the reason cut
     # to a line (whole on hover and on the entry's page), who made it by name.
     list_display = ["when", "customer", "product", "kind", "amount", "reason_short", "created_by_name", "purchase_link"]
@@ -132,6 +147,20 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
 
     Media = ListMedia
+    csv_name = "ledger-entries"
+    csv_columns = [
+        ("id", lambda e: e.pk),
+        ("created", lambda e: e.created),
+        ("customer", lambda e: e.customer.public_id),
+        ("customer email", lambda e: e.customer.email),
+        ("product", lambda e: e.product.slug),
+        ("kind", lambda e: e.kind),
+        ("amount", lambda e: e.amount),
+        ("reason", lambda e: e.reason),
+        ("created by", lambda e: e.created_by.email if e.created_by else None),
+        ("purchase order", lambda e: e.purchase.order_id if e.purchase else None),
+        ("purchase line", lambda e: e.purchase.line_id if e.purchase else None),
+    ]
 
     @admin.display(description="created", ordering="created")
     def when(self, entry: LedgerEntry) -> str:
@@ -156,7 +185,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Purchase)
-class PurchaseAdmin(ReadOnlyAdmin):
+class PurchaseAdmin(CsvExportMixin, ReadOnlyAdmin):
     """Order lines as the store sent them. Only services write them; staff apply
     unmatched ones to a product and resend emails, through the actions."""
 
@@ -178,6 +207,23 @@ class PurchaseAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
     Media = ListMedia
+    csv_name = "purchases"
+    csv_columns = [
+        ("id", lambda p: p.pk),
+        ("received", lambda p: p.received),
+        ("source", lambda p: p.source),
+        ("order", lambda p: p.order_id),
+        ("line", lambda p: p.line_id),
+        ("status", lambda p: p.status),
+        ("email", lambda p: p.email),
+        ("name", lambda p: p.name),
+        ("product as sent", lambda p: p.product_ref),
+        ("quantity", lambda p: p.quantity),
+        ("product", lambda p: p.product.slug if p.product else None),
+        ("customer", lambda p: p.customer.public_id if p.customer else None),
+        ("applied", lambda p: p.applied),
+        ("email status", lambda p: p.email_status),
+    ]
 
     @admin.display(description="received", ordering="received")
     def when(self, purchase: Purchase) -> str:
@@ -290,3 +336,12 @@ class MirrorOutboxAdmin(ReadOnlyAdmin):
     list_display = ["created", "scope", "ref", "attempts", "error"]
     list_filter = ["scope"]
     search_fields = ["=ref"]
+
+
+@admin.register(DriftCheck)
+class DriftCheckAdmin(ReadOnlyAdmin):
+    """What each `sync_mirror --check` found (the overview shows the last)."""
+
+    list_display = ["ran", "result", "differences"]
+    list_filter = ["result"]
+    readonly_fields = ["ran", "result", "differences", "detail"]

@@ -303,3 +303,6 @@ class MirrorOutbox(models.Model):
 
 # The store's refunds and webhook deliveries (ledger/store/models.py) are ledger models too.
 from ledger.store.models import RefundLine, StoreRefund, StoreWebhook  # noqa: E402, F401
+
+# The overview's rollups and the drift checks' record (ledger/overview/models.py) are ledger models too.
+from ledger.overview.models import ActiveDay, CustomerActivity, DriftCheck, LedgerDay, PurchaseDay, SpendWeek  # noqa: E402, F401

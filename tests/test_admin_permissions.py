@@ -9,6 +9,7 @@ every table is as it was and no email went out.
 """
 
 import datetime
+import re
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
@@ -20,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from ledger.models import MirrorOutbox, Purchase
+from ledger.models import DriftCheck, MirrorOutbox, Purchase
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -43,6 +44,11 @@ CUSTOM_VIEW_POSTS = {
         "usable_password": "true",
     },
 }
+
+
+# Custom admin views that only read: a view-only user may GET them (that is what viewing means),
+# and a POST is refused. The CSV downloads of the lists (ledger/overview/exports.py).
+READ_ONLY_VIEWS = {"ledger_ledgerentry_export", "ledger_purchase_export"}
 
 
 def every_row() -> dict[str, list[str]]:
@@ -73,6 +79,7 @@ def world(mirror_table, zapier, alice, bob, staff, products, purchase):
     assert Purchase.objects.filter(status=Purchase.Status.UNMATCHED).exists()
     assert Purchase.objects.filter(created_customer=True).exists()
     MirrorOutbox.objects.create(scope=MirrorOutbox.Scope.ROUTE, ref="gone00001", attempts=1, error="timeout")
+    DriftCheck.objects.create(result=DriftCheck.Result.DRIFT, differences=1, detail="API#gone00001 ROUTE: missing")
     long_ago = timezone.now() - datetime.timedelta(days=2)
     AccessAttempt.objects.create(
         username="alice@example.com", ip_address="203.0.113.1", failures_since_start=5, attempt_time=long_ago
@@ -132,7 +139,7 @@ def test_the_walk_finds_the_actions_and_views_it_must_cover():
         "ledger.Purchase.resend_credits_added_email",
         "axes.AccessAttempt.cleanup_expired_attempts",
     } <= actions
-    assert {pattern.name for _, pattern in custom_views()} == set(CUSTOM_VIEW_POSTS)
+    assert {pattern.name for _, pattern in custom_views()} == set(CUSTOM_VIEW_POSTS) | READ_ONLY_VIEWS
 
 
 def test_every_state_changing_action_declares_a_permission():
@@ -168,7 +175,9 @@ def test_a_view_only_user_can_run_no_action(world, viewer_client, mailoutbox, mo
     assert len(mailoutbox) == sent
 
 
-@pytest.mark.parametrize("model, pattern", [pytest.param(m, p, id=p.name) for m, p in custom_views()])
+@pytest.mark.parametrize(
+    "model, pattern", [pytest.param(m, p, id=p.name) for m, p in custom_views() if p.name not in READ_ONLY_VIEWS]
+)
 def test_a_view_only_user_is_refused_every_custom_admin_view(world, viewer_client, mailoutbox, model, pattern):
     url = url_of(model, pattern.name, pattern)
     before, sent = every_row(), len(mailoutbox)
@@ -178,6 +187,38 @@ def test_a_view_only_user_is_refused_every_custom_admin_view(world, viewer_clien
 
     assert got.status_code in (403, 405)
     assert posted.status_code == 403
+    assert every_row() == before
+    assert len(mailoutbox) == sent
+
+
+@pytest.mark.parametrize(
+    "model, pattern", [pytest.param(m, p, id=p.name) for m, p in custom_views() if p.name in READ_ONLY_VIEWS]
+)
+def test_a_view_only_user_may_read_the_read_only_views_and_post_to_none(world, viewer_client, model, pattern):
+    url = url_of(model, pattern.name, pattern)
+    before = every_row()
+
+    got = viewer_client.get(url)
+    posted = viewer_client.post(url, {})
+
+    assert got.status_code == 200
+    b"".join(got.streaming_content)  # read to the end, as a browser would
+    assert posted.status_code == 405
+    assert every_row() == before
+
+
+def test_a_view_only_user_sees_the_overview_and_it_changes_nothing(world, viewer_client, mailoutbox):
+    before, sent = every_row(), len(mailoutbox)
+
+    response = viewer_client.get(reverse("admin:index"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Needs a hand" in html and 'id="overview-numbers"' in html
+    assert "<form" not in html.split('id="content-main"', 1)[1].split('id="content-related"', 1)[0]
+    # Its links are lists the user may view (each answers 200).
+    for url in re.findall(r'<a href="(/admin/ledger/[^"]+)">', html):
+        assert viewer_client.get(url.replace("&amp;", "&")).status_code == 200, url
     assert every_row() == before
     assert len(mailoutbox) == sent
 

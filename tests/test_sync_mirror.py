@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from authorizer import mirror as items
 from ledger.mirror.client import mirror_client
-from ledger.models import Balance, MirrorOutbox
+from ledger.models import Balance, DriftCheck, MirrorOutbox
 from ledger.services import credits_grant
 
 
@@ -76,6 +76,11 @@ def test_check_prints_each_drift_and_fails_then_passes_after_a_sync(mirror, bala
     out, _ = run("--check")
     assert out.strip() == "no drift: the mirror matches Postgres"
     assert mirror.route("gone00001") is None
+    # Each check is recorded for the admin's overview: two that found drift, then one that found none.
+    checks = list(DriftCheck.objects.order_by("ran", "id").values_list("result", "differences"))
+    assert checks == [("drift", 3), ("drift", 3), ("ok", 0)]
+    first = DriftCheck.objects.order_by("ran", "id").first()
+    assert f"CUSTOMER#{bob.public_id} PRODUCT#weather: missing from the mirror" in first.detail.splitlines()
 
 
 def test_check_reports_usage_lost_from_the_mirror(mirror, balances, alice, products):
@@ -132,6 +137,8 @@ def test_a_sync_that_cannot_reach_the_mirror_fails_and_keeps_what_is_pending(
     for args in [(), ("--check",)]:
         with pytest.raises(CommandError, match="cannot be read: Could not connect"):
             run(*args)
+    check = DriftCheck.objects.get()  # the check that could not read the mirror is recorded, as failed
+    assert check.result == DriftCheck.Result.FAILED and "Could not connect" in check.detail
     with pytest.raises(CommandError, match=r"1 item\(s\) could not be written; they stay pending"):
         run("--pending")
     assert "Could not connect" in MirrorOutbox.objects.get().error

@@ -22,9 +22,10 @@ from ledger.mirror.items import (
 )
 from ledger.mirror.outbox import mirror_outbox_clear
 from ledger.mirror.writes import WriteReport, balance_create, balance_write, key_jobs, route_jobs, writes_run
-from ledger.models import Balance, MirrorOutbox, ProductApi
+from ledger.models import Balance, DriftCheck, MirrorOutbox, ProductApi
 
 CHUNK = 500
+DRIFT_DETAIL_LINES = 50  # of a check's differences, kept with its record
 
 
 def _mirror_state(client: Client, progress: Progress | None = None) -> dict[Key, tuple[Any, ...]]:
@@ -162,4 +163,22 @@ def mirror_drift() -> list[str]:
                 )
     for key in sorted(expected.keys() - seen):
         lines.append(f"{key[0]} {key[1]}: missing from the mirror")
+    return lines
+
+
+def mirror_drift_check() -> list[str]:
+    """`mirror_drift`, with its result recorded (a DriftCheck row: the overview shows the last).
+
+    A mirror that cannot be read is recorded as a failed check, and the error raised again.
+    """
+    try:
+        lines = mirror_drift()
+    except Exception as e:
+        DriftCheck.objects.create(result=DriftCheck.Result.FAILED, detail=f"{type(e).__name__}: {e}"[:2000])
+        raise
+    DriftCheck.objects.create(
+        result=DriftCheck.Result.DRIFT if lines else DriftCheck.Result.OK,
+        differences=len(lines),
+        detail="\n".join(lines[:DRIFT_DETAIL_LINES]),
+    )
     return lines

@@ -3,14 +3,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from ledger.mirror.outbox import mirror_outbox_write
-from ledger.mirror.sync import mirror_drift, mirror_full_write
+from ledger.mirror.sync import mirror_drift_check, mirror_full_write
 from ledger.mirror.writes import WriteReport
 
 
 class Command(BaseCommand):
     help = (
         "Rewrite every item of the gate's mirror from Postgres (never touching what the gate has used). "
-        "--check only compares, prints the drift and exits non-zero when there is any; "
+        "--check only compares, prints the drift, records the result (the admin's overview shows it) and exits "
+        "non-zero when there is any; "
         "--pending only writes what the outbox holds (writes that failed or never ran after their commit)."
     )
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         self._report(report)
 
     def _check(self) -> None:
-        drift = mirror_drift()
+        drift = mirror_drift_check()  # recorded for the admin's overview
         for line in drift:
             self.stdout.write(line)
         if drift:
