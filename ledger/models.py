@@ -301,8 +301,7 @@ class MirrorOutbox(models.Model):
         return f"{self.get_scope_display()} {self.ref}"
 
 
-# The store's refunds and webhook deliveries (ledger/store/models.py) are ledger models too.
-from ledger.store.models import RefundLine, StoreRefund, StoreWebhook  # noqa: E402, F401
-
-# The overview's rollups and the drift checks' record (ledger/overview/models.py) are ledger models too.
+# Ledger models too: the overview's rollups and drift checks' record (ledger/overview/models.py),
+# the store's refunds and webhook deliveries (ledger/store/models.py).
 from ledger.overview.models import ActiveDay, CustomerActivity, DriftCheck, LedgerDay, PurchaseDay, SpendWeek  # noqa: E402, F401
+from ledger.store.models import RefundLine, StoreRefund, StoreWebhook  # noqa: E402, F401
