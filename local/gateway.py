@@ -1,19 +1,17 @@
 """A local stand-in for API Gateway (development only: `make run` starts it).
 
 It plays the example REST API of deploy/template.yaml: one metered route,
-`GET /<stage>/hello`, behind a REQUEST Lambda authorizer whose identity source is
-the Authorization header and whose result caching is off. For each call it does
-what API Gateway does:
+`GET /<stage>/hello`, behind a REQUEST Lambda authorizer with no identity source
+(a call may carry a token or an API key in `Authorization`, or a key in `x-api-key`)
+and result caching off. For each call it does what API Gateway does:
 
-1. No `Authorization` header: 401, without calling the authorizer (the identity
-   source is checked first).
-2. Builds the REST API `REQUEST` authorizer event in AWS's documented shape
+1. Builds the REST API `REQUEST` authorizer event in AWS's documented shape
    (methodArn `arn:aws:execute-api:<region>:<account>:<api id>/<stage>/<METHOD>/<path>`,
    headers, query string, requestContext) and calls the real
    `authorizer.handler.lambda_handler(event, None)` in this process, configured by
    the same environment variables as the Lambda (MIRROR_TABLE, JWT_PUBLIC_KEY, ...).
    One call at a time, as one Lambda instance would take them.
-3. Answers from what the authorizer returned:
+2. Answers from what the authorizer returned:
    `Exception("Unauthorized")` -> 401 `{"message": "Unauthorized"}`;
    a policy that does not allow the methodArn -> 403, the template's ACCESS_DENIED
    gateway response `{"message": ..., "reason": <context.reason>}`;
@@ -210,11 +208,6 @@ class Gateway:
                 "MissingAuthenticationTokenException",
                 reason=f"(no such route: the stand-in serves GET {self.route_path})",
             )
-        if not any(name.lower() == "authorization" and value.strip() for name, value in headers):
-            return Answer(
-                401, {"message": UNAUTHORIZED}, "unauthorized", "UnauthorizedException", "(no Authorization header)"
-            )
-
         event = self.event(
             method=method, resource_path=resource_path, query=query, headers=headers, source_ip=source_ip, host=host
         )
@@ -225,7 +218,7 @@ class Gateway:
         except Exception as e:  # what API Gateway does with any authorizer failure
             if str(e) == UNAUTHORIZED:
                 return Answer(
-                    401, {"message": UNAUTHORIZED}, "unauthorized", "UnauthorizedException", "(token refused)"
+                    401, {"message": UNAUTHORIZED}, "unauthorized", "UnauthorizedException", "(no usable token or key)"
                 )
             log.exception("the authorizer failed")
             return Answer(500, {"message": None}, "error", "AuthorizerConfigurationException", f"({e})")

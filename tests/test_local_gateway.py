@@ -135,8 +135,10 @@ def test_unauthorized_from_the_authorizer_is_a_401(serve):
     assert answer.json() == {"message": "Unauthorized"}
 
 
-def test_without_an_authorization_header_it_answers_401_without_calling_the_authorizer(serve):
-    authorizer = Recorder(policy("Allow"))
+def test_without_a_token_or_key_the_authorizer_is_asked_and_its_refusal_is_a_401(serve):
+    """The template's authorizer has no identity source (a key may come in x-api-key instead of
+    Authorization), so API Gateway asks it about every call, and so does the stand-in."""
+    authorizer = Recorder(error=Exception("Unauthorized"))
     url = serve(authorizer)
 
     answers = [
@@ -146,7 +148,17 @@ def test_without_an_authorization_header_it_answers_401_without_calling_the_auth
 
     assert [a.status_code for a in answers] == [401, 401]
     assert answers[0].json() == {"message": "Unauthorized"}
-    assert authorizer.events == []
+    assert len(authorizer.events) == 2
+
+
+def test_an_api_key_header_reaches_the_authorizer_as_sent(serve):
+    authorizer = Recorder(policy("Allow", customerId="cus_test", product="demo", remaining=1))
+    url = serve(authorizer)
+
+    answer = requests.get(f"{url}/local/hello", headers={"x-api-key": "cpk_example"}, timeout=10)
+
+    assert answer.status_code == 200
+    assert event_view(authorizer.events[0]).header("X-API-Key") == "cpk_example"
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), None])

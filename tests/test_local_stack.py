@@ -102,7 +102,7 @@ def test_a_purchase_pays_for_exactly_its_calls_through_the_gateway_and_a_second_
     denied = requests.get(gateway, headers=auth, timeout=30)
     assert denied.status_code == 403
     assert denied.json() == {"message": EXPLICIT_DENY, "reason": "credits_exhausted"}
-    assert requests.get(gateway, timeout=30).status_code == 401  # no token: never reaches the authorizer
+    assert requests.get(gateway, timeout=30).status_code == 401  # no token: the authorizer refuses it
 
     # Postgres learns what the gate spent when sync_usage runs (every minute on Lambda).
     balance = Balance.objects.get(customer=customer, product=demo_product)
@@ -121,6 +121,15 @@ def test_a_purchase_pays_for_exactly_its_calls_through_the_gateway_and_a_second_
     again = requests.get(gateway, headers=auth, timeout=30)
     assert again.status_code == 200
     assert again.json()["remaining"] == "1"
+
+    # An API key made with the token opens the same credits, as x-api-key or as a bearer.
+    made = requests.post(f"{portal}/api/keys/", json={"name": "demo"}, headers=auth, timeout=30)
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    with_key = requests.get(gateway, headers={"x-api-key": key}, timeout=30)
+    assert (with_key.status_code, with_key.json()["remaining"]) == (200, "0")
+    as_bearer = requests.get(gateway, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert (as_bearer.status_code, as_bearer.json()) == (403, {"message": EXPLICIT_DENY, "reason": "credits_exhausted"})
 
     assert [mail.subject for mail in mail_to(ses, BUYER)] == [
         welcome.subject,
