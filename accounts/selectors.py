@@ -11,7 +11,7 @@ from authorizer.keys import KEY_ID_FORMAT
 
 # The portal's reads of ledger's tables are ledger's own (accounts reads ledger only through
 # ledger.selectors: an import-linter contract); the views find them here with the rest.
-from ledger.selectors import balance_list, purchase_list_recent, usage_daily
+from ledger.selectors import balance_list, purchase_list_recent, usage_daily, usage_month
 
 __all__ = [
     "api_key_get",
@@ -23,6 +23,7 @@ __all__ = [
     "customer_for_user",
     "purchase_list_recent",
     "usage_daily",
+    "usage_month",
 ]
 
 

@@ -9,6 +9,7 @@ from accounts import views
 
 urlpatterns = [
     path("", views.dashboard, name="account_dashboard"),
+    path("usage.csv", views.usage_csv, name="account_usage_csv"),
     path("login/", views.LoginView.as_view(), name="account_login"),
     path("logout/", views.LogoutView.as_view(), name="account_logout"),
     path("credentials/new/", views.credential_add, name="account_credential_add"),

@@ -5,6 +5,9 @@ No URL carries anything another customer could swap in to see or change their
 things: credentials are looked up by client id *within the logged-in user's
 customer*, so a foreign client id is a 404 and changes nothing."""
 
+import csv
+import datetime
+import io
 from functools import wraps
 
 from django.conf import settings
@@ -63,6 +66,42 @@ def _secret_shown_once(request: HttpRequest, credential: Credential, secret: str
     )
 
 
+def _month(value: str | None, this_month: datetime.date) -> datetime.date:
+    """The month a `?month=YYYY-MM` names (this month when absent); ValueError says what is wrong."""
+    if not value:
+        return this_month
+    try:
+        month = datetime.datetime.strptime(value, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(
+            f"month must be a year and month as YYYY-MM (e.g. {this_month:%Y-%m}), not {value[:20]!r}"
+        ) from None
+    if month > this_month:
+        raise ValueError(f"month {value} has not begun: the latest is {this_month:%Y-%m}")
+    return month
+
+
+@customer_required
+@require_http_methods(["GET", "HEAD"])
+def usage_csv(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """The customer's own credits used per day (UTC) and product in one month, as CSV."""
+    this_month = timezone.now().astimezone(datetime.UTC).date().replace(day=1)
+    try:
+        month = _month(request.GET.get("month"), this_month)
+    except ValueError as e:
+        return HttpResponse(f"{e}\n", status=400, content_type="text/plain; charset=utf-8")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["date", "product", "product name", "credits used"])
+    usage = selectors.usage_month(customer=customer, month=month)
+    for i, (day, _) in enumerate(usage[0].days if usage else []):
+        for u in usage:
+            writer.writerow([day.isoformat(), u.product.slug, u.product.name, u.days[i][1]])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{month:%Y-%m}.csv"'
+    return response
+
+
 @customer_required
 @require_http_methods(["GET", "HEAD"])
 def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
@@ -87,6 +126,7 @@ def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
             ],
             "read_at": timezone.now(),
             "usage_days": USAGE_DAYS,
+            "this_month": timezone.now().astimezone(datetime.UTC).strftime("%Y-%m"),
             "credentials": credentials,
             "can_add_credential": len(active) < services.MAX_ACTIVE_CREDENTIALS,
             "example_client_id": active[0].client_id if active else "YOUR_CLIENT_ID",

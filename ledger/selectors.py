@@ -76,12 +76,14 @@ class DailyUsage:
 def usage_daily(
     *, customer: Customer, products: list[Product], days: int = 30, today: datetime.date | None = None
 ) -> list[DailyUsage]:
-    """Credits used per product per day (UTC) over the last `days` days, today included: one query."""
+    """Credits used per product per day (UTC) over the `days` days up to `today` (the current UTC
+    day unless given), `today` included: one query."""
     today = today or timezone.now().date()
     first = today - datetime.timedelta(days=days - 1)
     start = datetime.datetime.combine(first, datetime.time.min, tzinfo=datetime.UTC)
+    end = datetime.datetime.combine(today + datetime.timedelta(days=1), datetime.time.min, tzinfo=datetime.UTC)
     rows = (
-        LedgerEntry.objects.filter(customer=customer, kind=LedgerEntry.Kind.USAGE, created__gte=start)
+        LedgerEntry.objects.filter(customer=customer, kind=LedgerEntry.Kind.USAGE, created__gte=start, created__lt=end)
         .annotate(day=TruncDate("created", tzinfo=datetime.UTC))
         .values("product_id", "day")
         .annotate(amount=Sum("amount"))
@@ -90,6 +92,15 @@ def usage_daily(
     used = {(row["product_id"], row["day"]): -row["amount"] for row in rows}  # usage entries are negative
     dates = [first + datetime.timedelta(days=i) for i in range(days)]
     return [DailyUsage(product=p, days=[(d, used.get((p.pk, d), 0)) for d in dates]) for p in products]
+
+
+def usage_month(*, customer: Customer, month: datetime.date) -> list[DailyUsage]:
+    """`customer`'s credits used per day of `month` (UTC; any day of it names it), for every product
+    they hold a balance of: two queries, only their own rows."""
+    first = month.replace(day=1)
+    last = (first + datetime.timedelta(days=32)).replace(day=1) - datetime.timedelta(days=1)
+    products = [b.product for b in balance_list(customer=customer)]
+    return usage_daily(customer=customer, products=products, days=last.day, today=last)
 
 
 def purchase_list_recent(*, customer: Customer, limit: int = 10) -> QuerySet[Purchase]:

@@ -3,6 +3,7 @@ file is streamed, its header and rows are the ledger's, and only staff who may v
 
 import csv
 import io
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 LEDGER_HEADER = ["id", "created", "customer", "customer email", "product", "kind", "amount", "reason",
                  "created by", "purchase order", "purchase line"]  # fmt: skip
 PURCHASE_HEADER = ["id", "received", "source", "order", "line", "status", "email", "name", "product as sent",
-                   "quantity", "product", "customer", "applied", "email status"]  # fmt: skip
+                   "units", "credits per unit", "unit price", "currency", "product", "customer", "applied",
+                   "email status"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -83,9 +85,12 @@ def test_purchases_download_as_filtered(staff_client, books, alice, bob):
 
     assert rows[0] == PURCHASE_HEADER
     row = Purchase.objects.get(customer=bob)
+    row.price, row.currency = Decimal("12.5"), "EUR"
+    row.save(update_fields=["price", "currency"])
+    rows = download(staff_client, reverse("admin:ledger_purchase_export") + f"?q={bob.email}")
     assert rows[1:] == [
         [str(row.pk), row.received.isoformat(), "zapier", "#1002", "", "applied", bob.email, bob.name, "MAPS-500",
-         "50", "maps", bob.public_id, row.applied.isoformat(), row.email_status],
+         "50", "1", "12.5000", "EUR", "maps", bob.public_id, row.applied.isoformat(), row.email_status],
     ]  # fmt: skip
 
 
