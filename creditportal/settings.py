@@ -184,6 +184,10 @@ CREDENTIAL_HASH_KEY = envsecret("CREDENTIAL_HASH_KEY", "dev-only-credential-hash
 # Shared secret that Zapier sends as `Authorization: Bearer …`.
 ZAPIER_WEBHOOK_SECRET = envsecret("ZAPIER_WEBHOOK_SECRET", "dev-only-zapier-secret")
 
+# Shopify's webhook signing secret(s) (the custom app's "API secret key"; space-separated: during a
+# rotation both the old and the new one are accepted). Unset: every Shopify webhook is refused (401).
+SHOPIFY_WEBHOOK_SECRET = os.getenv("SHOPIFY_WEBHOOK_SECRET", "dev-only-shopify-secret" if DEBUG else "")
+
 # Admin lists count their rows exactly up to this many; past that they show
 # Postgres' estimate instead of counting every row (creditportal/paginator.py).
 ADMIN_EXACT_COUNT_BELOW = envint("ADMIN_EXACT_COUNT_BELOW", "10000")
@@ -342,3 +346,5 @@ DEMO_CUSTOMER_PASSWORD = os.getenv("DEMO_CUSTOMER_PASSWORD", "creditportal-demo"
 # the purchase (its payload), so a Zap that maps many extra fields has room.
 # (Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply: DRF reads the body stream itself.)
 ZAPIER_WEBHOOK_MAX_BYTES = envint("ZAPIER_WEBHOOK_MAX_BYTES", "65536")
+# The largest Shopify webhook body read (a whole order with its line items); larger is a 413.
+SHOPIFY_WEBHOOK_MAX_BYTES = envint("SHOPIFY_WEBHOOK_MAX_BYTES", "1048576")

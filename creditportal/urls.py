@@ -5,11 +5,13 @@ from django.views.generic import RedirectView
 from accounts.api import BalanceView, TokenView, jwks
 from accounts.api_keys import ApiKeysView, ApiKeyView
 from creditportal.views import health
+from ledger.store.webhooks import shopify_webhook
 from ledger.views import ZapierPurchaseView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/purchases/zapier/", ZapierPurchaseView.as_view(), name="purchases_zapier"),
+    path("api/purchases/shopify/", shopify_webhook, name="purchases_shopify"),
     path("account/", include("accounts.urls")),
     path("", RedirectView.as_view(pattern_name="account_dashboard", permanent=False)),
     path("api/health/", health, name="health"),

@@ -12,10 +12,21 @@ from django.utils.text import Truncator
 from creditportal.paginator import EstimatedCountPaginator
 from ledger import admin_customer  # noqa: F401 - the customer page's ledger side (registers it)
 from ledger.forms import PurchaseApplyForm
-from ledger.models import Balance, DriftCheck, LedgerEntry, MirrorOutbox, Product, ProductApi, ProductSku, Purchase
+from ledger.models import (
+    Balance,
+    DriftCheck,
+    LedgerEntry,
+    MirrorOutbox,
+    Product,
+    ProductApi,
+    ProductSku,
+    ProductVariant,
+    Purchase,
+)
 from ledger.overview.exports import CsvExportMixin
 from ledger.overview.selectors import LOW_PERCENT, balances_running_low
 from ledger.services import mirror_outbox_add, purchase_apply, purchase_email_resend
+from ledger.store.admin import RefundLineInline
 
 RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
 RESEND_CREDITS_ADDED_LABEL = "Resend “credits added” email"
@@ -30,6 +41,13 @@ class ProductApiInline(admin.TabularInline):
 class ProductSkuInline(admin.TabularInline):
     model = ProductSku
     extra = 1
+    fields = ["sku", "credits_per_unit"]
+
+
+class ProductVariantInline(admin.TabularInline):
+    model = ProductVariant
+    extra = 1
+    fields = ["variant_id", "credits_per_unit"]
 
 
 @admin.register(Product)
@@ -39,9 +57,9 @@ class ProductAdmin(admin.ModelAdmin):
 
     list_display = ["slug", "name", "active", "cost_per_call", "api_ids", "skus"]
     list_filter = ["active"]
-    search_fields = ["slug", "name", "skus__sku", "apis__api_id"]
+    search_fields = ["slug", "name", "skus__sku", "=variants__variant_id", "apis__api_id"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [ProductApiInline, ProductSkuInline]
+    inlines = [ProductApiInline, ProductSkuInline, ProductVariantInline]
 
     def get_queryset(self, request):
         return (
@@ -50,6 +68,7 @@ class ProductAdmin(admin.ModelAdmin):
             .prefetch_related(
                 Prefetch("apis", queryset=ProductApi.objects.order_by("api_id")),
                 Prefetch("skus", queryset=ProductSku.objects.order_by("sku")),
+                Prefetch("variants", queryset=ProductVariant.objects.order_by("variant_id")),
             )
         )
 
@@ -82,7 +101,8 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description="SKUs")
     def skus(self, product: Product) -> str:
-        return ", ".join(sku.sku for sku in product.skus.all())
+        """SKUs and Shopify variants, a pack as `SKU:credits per unit`."""
+        return ", ".join([*(str(sku) for sku in product.skus.all()), *(f"variant {v}" for v in product.variants.all())])
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -200,11 +220,12 @@ class PurchaseAdmin(CsvExportMixin, ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
     actions = ["apply_to_product", "resend_welcome_email", "resend_credits_added_email"]
     fields = [
-        "source", "order_id", "line_id", "status", "email", "name", "product_ref", "quantity", "product",
-        "customer", "received", "applied", "created_customer", "remaining_after",
+        "source", "order_id", "line_id", "status", "email", "name", "product_ref", "quantity", "credits_per_unit",
+        "credits_refunded", "price", "currency", "product", "customer", "received", "applied", "created_customer", "remaining_after",
         "email_status", "email_error", "emailed", "payload", "ledger_entries",
     ]  # fmt: skip
     readonly_fields = fields
+    inlines = [RefundLineInline]
 
     Media = ListMedia
     csv_name = "purchases"
@@ -267,7 +288,9 @@ class PurchaseAdmin(CsvExportMixin, ReadOnlyAdmin):
 
     @admin.action(description="Apply selected unmatched purchases to a product…", permissions=["apply"])
     def apply_to_product(self, request: HttpRequest, queryset):
-        unmatched = list(queryset.filter(status=Purchase.Status.UNMATCHED).order_by("received", "pk"))
+        unmatched = list(
+            queryset.filter(status__in=[Purchase.Status.UNMATCHED, Purchase.Status.OTHER]).order_by("received", "pk")
+        )
         if not unmatched:
             self.message_user(
                 request, "None of the selected purchases is unmatched: nothing to apply.", messages.WARNING

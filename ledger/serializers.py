@@ -60,7 +60,18 @@ class ZapierPurchaseSerializer(serializers.Serializer):
     # Any length: normalize_name makes it one line and cuts it (a long name is no reason to refuse a sale).
     name = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
     product = serializers.CharField(max_length=128, help_text="A product slug or a store SKU.")
-    quantity = RawField(help_text='Credits: a positive whole number, like 100 or "100".')
+    quantity = RawField(help_text='Units: a positive whole number, like 100 or "100" (credits for a slug).')
+    price = serializers.DecimalField(
+        max_digits=18, decimal_places=4, min_value=0, required=False, allow_null=True,
+        help_text="What the buyer paid per unit (optional), e.g. 19.99: for revenue per currency.",
+    )  # fmt: skip
+    currency = serializers.RegexField(
+        r"^[A-Za-z]{3}$", required=False, allow_blank=True,
+        error_messages={"invalid": "Enter the ISO 4217 code of the order's currency, like EUR."},
+    )  # fmt: skip
+
+    def validate_currency(self, value: str) -> str:
+        return value.upper()
 
     def validate_email(self, value: str) -> str:
         return normalize_email(value)

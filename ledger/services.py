@@ -3,6 +3,7 @@ moves the matching balance in the same transaction, under a row lock, so the
 balance always equals the ledger's sums."""
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -17,8 +18,9 @@ from accounts.services import credential_create, credential_rotate, customer_get
 from ledger.emails import purchase_credits_added_message, purchase_welcome_message
 from ledger.low_balance import low_balance_check
 from ledger.mirror.outbox import mirror_outbox_add as mirror_outbox_add  # accounts' services use it
-from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, Purchase
+from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, ProductVariant, Purchase
 from ledger.selectors import product_by_ref
+from ledger.store.packs import packs_set, packs_wanted
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +119,16 @@ def product_upsert(
     slug: str,
     name: str,
     api_ids: list[str] | None = None,
-    skus: list[str] | None = None,
+    skus: Iterable[str] | Mapping[str, int] | None = None,
+    variants: Iterable[str] | Mapping[str, int] | None = None,
     cost_per_call: int | None = None,
     active: bool | None = None,
 ) -> tuple[Product, bool]:
     """Declare a product: create it, or bring it to what is given. Running it twice changes nothing.
 
-    `api_ids` and `skus`, when given, become the product's whole set.
+    `api_ids`, `skus` and `variants` (Shopify variant ids), when given, become the product's whole
+    set. A SKU or variant is `"RB-100:100"` (100 credits per unit; `"RB-100"` is 1) or a mapping
+    {sku: credits per unit}.
     Returns the product and whether anything changed.
     """
     product = Product.objects.select_for_update().filter(slug=slug).first()
@@ -139,26 +144,22 @@ def product_upsert(
         product.save()
         if not created:  # its balance items carry cost, on sale and the version; its routes the version
             mirror_outbox_add(products=[product])
-    sets: list[tuple[type[ProductApi] | type[ProductSku], str, list[str] | None]] = [
-        (ProductApi, "api_id", api_ids),
-        (ProductSku, "sku", skus),
-    ]
-    for model, field, wanted in sets:
-        if wanted is None:
-            continue
-        have = set(model.objects.filter(product=product).values_list(field, flat=True))
-        taken = model.objects.filter(**{f"{field}__in": set(wanted) - have}).exclude(product=product)
+    if api_ids is not None:
+        have = set(ProductApi.objects.filter(product=product).values_list("api_id", flat=True))
+        taken = ProductApi.objects.filter(api_id__in=set(api_ids) - have).exclude(product=product)
         if taken.exists():
             raise ValidationError(
-                f"{field} {', '.join(getattr(row, field) for row in taken)} already belongs to another product."
+                f"api_id {', '.join(row.api_id for row in taken)} already belongs to another product."
             )
-        model.objects.filter(product=product).exclude(**{f"{field}__in": wanted}).delete()
-        rows = [model(product=product, **{field: value}) for value in set(wanted) - have]
-        model.objects.bulk_create(rows)  # type: ignore[arg-type]  # mypy pairs neither manager with the union
-        if have != set(wanted):
+        ProductApi.objects.filter(product=product).exclude(api_id__in=api_ids).delete()
+        ProductApi.objects.bulk_create([ProductApi(product=product, api_id=a) for a in set(api_ids) - have])
+        if have != set(api_ids):
             changed = True
-            if model is ProductApi:  # routes of the ids added, deletions of those removed
-                mirror_outbox_add(api_ids=have ^ set(wanted))
+            mirror_outbox_add(api_ids=have ^ set(api_ids))  # routes of the ids added, deletions of those removed
+    # Packs are the store's (ledger/store/packs.py); the gate sees none of them.
+    for model, wanted in [(ProductSku, skus), (ProductVariant, variants)]:
+        if wanted is not None:
+            changed = packs_set(product=product, model=model, wanted=packs_wanted(wanted)) or changed
     return product, changed
 
 
@@ -257,7 +258,7 @@ def purchase_record(
     except IntegrityError:
         stored = (
             Purchase.objects.select_related("customer", "product")
-            .filter(source=source, order_id=order_id, line_id=line_id)
+            .filter(order_id=order_id, line_id=line_id)  # whichever door recorded the line
             .first()
         )
         if stored is None:

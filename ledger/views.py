@@ -9,8 +9,10 @@ from rest_framework.views import APIView
 from creditportal.parsers import FormParser, JSONParser
 from ledger.authentication import ZapierWebhookAuthentication
 from ledger.models import Purchase
-from ledger.serializers import PurchaseResultSerializer, ZapierPurchaseSerializer
-from ledger.services import PurchaseConflict, purchase_record
+from ledger.serializers import PurchaseResultSerializer
+from ledger.services import PurchaseConflict
+from ledger.store.orders import order_record
+from ledger.store.zapier import zapier_order
 
 
 class BodyTooLarge(APIException):
@@ -19,7 +21,8 @@ class BodyTooLarge(APIException):
 
 
 class ZapierPurchaseView(APIView):
-    """One order line from the store, posted by a Zap (JSON or form data).
+    """One order line from the store, or the order's lines as comma-separated fields, posted by a Zap
+    (JSON or form data; ledger/store/zapier.py).
 
     201: recorded and granted. 200: a repeated delivery, same body as the first.
     202: unknown product, stored for staff to match. 400: field errors, nothing
@@ -43,33 +46,28 @@ class ZapierPurchaseView(APIView):
             raise BodyTooLarge(f"The body is {length:,} bytes; this webhook reads at most {limit:,} (one order line).")
 
     def post(self, request: Request) -> Response:
-        serializer = ZapierPurchaseSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        order, several = zapier_order(request.data)
         try:
-            recorded = purchase_record(
-                source=Purchase.Source.ZAPIER,
-                order_id=data["order_id"],
-                line_id=data.get("line_id", ""),
-                email=data["email"],
-                name=data["name"],
-                product_ref=data["product"],
-                quantity=data["quantity"],
-                payload=_payload(request.data),
-            )
+            recorded = order_record(order=order)
         except PurchaseConflict as conflict:
             return Response(
                 {"detail": str(conflict), "purchase": PurchaseResultSerializer(conflict.purchase).data},
                 status=status.HTTP_409_CONFLICT,
             )
-        purchase = recorded.purchase
-        if purchase.status == Purchase.Status.UNMATCHED:
+        if not recorded.any_created:
+            code = status.HTTP_200_OK
+        elif all(
+            p.status != Purchase.Status.APPLIED
+            for p, new in zip(recorded.purchases, recorded.created, strict=True)
+            if new
+        ):
             code = status.HTTP_202_ACCEPTED
         else:
-            code = status.HTTP_201_CREATED if recorded.created else status.HTTP_200_OK
-        return Response(PurchaseResultSerializer(purchase).data, status=code)
-
-
-def _payload(data) -> dict:
-    """What was posted, as stored JSON (a form's keys are each sent once: the serializer refuses repeats)."""
-    return data.dict() if hasattr(data, "dict") else dict(data)
+            code = status.HTTP_201_CREATED
+        if not several:
+            purchase = recorded.purchases[0]
+            if purchase.status == Purchase.Status.UNMATCHED:
+                code = status.HTTP_202_ACCEPTED
+            return Response(PurchaseResultSerializer(purchase).data, status=code)
+        lines = PurchaseResultSerializer(recorded.purchases, many=True).data
+        return Response({"order_id": order.order_id, "lines": lines}, status=code)

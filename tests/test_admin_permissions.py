@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from ledger.models import DriftCheck, MirrorOutbox, Purchase
+from ledger.store.models import StoreWebhook
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -80,6 +81,10 @@ def world(mirror_table, zapier, alice, bob, staff, products, purchase):
     assert Purchase.objects.filter(created_customer=True).exists()
     MirrorOutbox.objects.create(scope=MirrorOutbox.Scope.ROUTE, ref="gone00001", attempts=1, error="timeout")
     DriftCheck.objects.create(result=DriftCheck.Result.DRIFT, differences=1, detail="API#gone00001 ROUTE: missing")
+    from ledger.store.refunds import order_cancel
+
+    order_cancel(order_id="2001", reason="customer")  # a refund with its line (and a take-back entry)
+    StoreWebhook.objects.create(webhook_id="b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", topic="orders/paid")
     long_ago = timezone.now() - datetime.timedelta(days=2)
     AccessAttempt.objects.create(
         username="alice@example.com", ip_address="203.0.113.1", failures_since_start=5, attempt_time=long_ago

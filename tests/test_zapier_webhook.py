@@ -222,7 +222,13 @@ BAD_PAYLOADS = [
     ({**GOOD, "quantity": "5.0"}, "quantity", "Enter a whole number of credits, like 100."),
     ({**GOOD, "quantity": 5.0}, "quantity", "Enter a whole number of credits, like 100."),
     ({**GOOD, "quantity": "abc"}, "quantity", "Enter a whole number of credits, like 100."),
-    ({**GOOD, "quantity": "1,2"}, "quantity", "Enter a whole number of credits, like 100."),
+    # Comma-separated values are an order's lines (ledger/store/zapier.py): here 1 product, 2 quantities.
+    (
+        {**GOOD, "quantity": "1,2"},
+        "non_field_errors",
+        "An order's lines are sent as the same number of comma-separated "
+        "values in line_id, product and quantity; these carry line_id 0, product 1, quantity 2: nothing was recorded.",
+    ),
     ({**GOOD, "quantity": ""}, "quantity", "Enter a whole number of credits, like 100."),
     ({**GOOD, "quantity": True}, "quantity", "Enter a whole number of credits, like 100."),
     ({**GOOD, "quantity": "1000001"}, "quantity", "At most 1,000,000 credits per order line."),

@@ -7,23 +7,36 @@ from ledger.services import product_upsert
 class Command(BaseCommand):
     help = (
         "Create a product or bring it to what is given; running it again changes nothing. "
-        "--api-id and --sku, when given, replace the product's whole set."
+        "--api-id, --sku and --variant-id, when given, replace the product's whole set."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--slug", required=True)
         parser.add_argument("--name", required=True)
         parser.add_argument("--api-id", dest="api_ids", action="append", metavar="ID", help="repeat for several")
-        parser.add_argument("--sku", dest="skus", action="append", metavar="SKU", help="repeat for several")
+        parser.add_argument(
+            "--sku", dest="skus", action="append", metavar="SKU[:N]",
+            help="a store SKU; :N sells N credits per unit (default 1); repeat for several",
+        )  # fmt: skip
+        parser.add_argument(
+            "--variant-id", dest="variants", action="append", metavar="ID[:N]",
+            help="a Shopify variant id; :N credits per unit (default 1); repeat for several",
+        )  # fmt: skip
         parser.add_argument("--cost", dest="cost_per_call", type=int, help="credits per call (default 1)")
         state = parser.add_mutually_exclusive_group()
         state.add_argument("--active", dest="active", action="store_true", default=None)
         state.add_argument("--inactive", dest="active", action="store_false")
 
-    def handle(self, *, slug: str, name: str, api_ids, skus, cost_per_call, active, **options) -> None:
+    def handle(self, *, slug: str, name: str, api_ids, skus, variants, cost_per_call, active, **options) -> None:
         try:
             product, changed = product_upsert(
-                slug=slug, name=name, api_ids=api_ids, skus=skus, cost_per_call=cost_per_call, active=active
+                slug=slug,
+                name=name,
+                api_ids=api_ids,
+                skus=skus,
+                variants=variants,
+                cost_per_call=cost_per_call,
+                active=active,
             )
         except ValidationError as e:
             raise CommandError("; ".join(e.messages)) from e

@@ -1,0 +1,76 @@
+"""The store's records in admin: refunds and cancellations with what each took back, webhook deliveries,
+and each purchase's refunds (an inline on the purchase's page, ledger/admin.py)."""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from ledger.store.models import RefundLine, StoreRefund, StoreWebhook
+
+
+class _ReadOnly:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RefundLineInline(_ReadOnly, admin.TabularInline):
+    """On a purchase's page: every refund of the line, what it took back and what was already spent."""
+
+    model = RefundLine
+    fk_name = "purchase"
+    extra = 0
+    verbose_name = "refund"
+    fields = ["refund_link", "quantity", "credits_claimed", "credits_taken", "credits_spent"]
+    readonly_fields = fields
+
+    @admin.display(description="refund")
+    def refund_link(self, line: RefundLine) -> str:
+        url = reverse("admin:ledger_storerefund_change", args=[line.refund_id])
+        return format_html('<a href="{}">{}</a>', url, line.refund)
+
+
+class RefundLinesOfRefund(_ReadOnly, admin.TabularInline):
+    model = RefundLine
+    fk_name = "refund"
+    extra = 0
+    verbose_name = "line"
+    fields = ["purchase", "quantity", "credits_claimed", "credits_taken", "credits_spent", "entry"]
+    readonly_fields = fields
+
+
+@admin.register(StoreRefund)
+class StoreRefundAdmin(_ReadOnly, admin.ModelAdmin):
+    actions = None  # only the refund services write these
+    list_display = ["received", "kind", "refund_id", "order_id", "taken", "spent", "email_status"]
+    list_filter = ["kind", "email_status"]
+    search_fields = ["=order_id", "=refund_id"]
+    fields = ["kind", "refund_id", "order_id", "reason", "received", "email_status", "email_error", "payload"]
+    readonly_fields = fields
+    inlines = [RefundLinesOfRefund]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("lines")
+
+    @admin.display(description="credits taken back")
+    def taken(self, refund: StoreRefund) -> int:
+        return sum(line.credits_taken for line in refund.lines.all())
+
+    @admin.display(description="already spent")
+    def spent(self, refund: StoreRefund) -> int:
+        return sum(line.credits_spent for line in refund.lines.all())
+
+
+@admin.register(StoreWebhook)
+class StoreWebhookAdmin(_ReadOnly, admin.ModelAdmin):
+    actions = None
+    list_display = ["received", "topic", "webhook_id", "shop", "outcome"]
+    list_filter = ["topic"]
+    search_fields = ["=webhook_id"]
+    fields = ["webhook_id", "topic", "shop", "received", "outcome", "payload"]
+    readonly_fields = fields
