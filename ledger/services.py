@@ -157,9 +157,10 @@ def product_upsert(
             changed = True
             mirror_outbox_add(api_ids=have ^ set(api_ids))  # routes of the ids added, deletions of those removed
     # Packs are the store's (ledger/store/packs.py); the gate sees none of them.
-    for model, wanted in [(ProductSku, skus), (ProductVariant, variants)]:
-        if wanted is not None:
-            changed = packs_set(product=product, model=model, wanted=packs_wanted(wanted)) or changed
+    if skus is not None:
+        changed = packs_set(product=product, model=ProductSku, wanted=packs_wanted(skus)) or changed
+    if variants is not None:
+        changed = packs_set(product=product, model=ProductVariant, wanted=packs_wanted(variants)) or changed
     return product, changed
 
 

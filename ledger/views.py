@@ -54,6 +54,7 @@ class ZapierPurchaseView(APIView):
                 {"detail": str(conflict), "purchase": PurchaseResultSerializer(conflict.purchase).data},
                 status=status.HTTP_409_CONFLICT,
             )
+        code: int
         if not recorded.any_created:
             code = status.HTTP_200_OK
         elif all(

@@ -27,7 +27,7 @@ class RefundLineInline(_ReadOnly, admin.TabularInline):
     extra = 0
     verbose_name = "refund"
     fields = ["refund_link", "quantity", "credits_claimed", "credits_taken", "credits_spent"]
-    readonly_fields = fields
+    readonly_fields = ["refund_link", "quantity", "credits_claimed", "credits_taken", "credits_spent"]
 
     @admin.display(description="refund")
     def refund_link(self, line: RefundLine) -> str:
@@ -41,7 +41,7 @@ class RefundLinesOfRefund(_ReadOnly, admin.TabularInline):
     extra = 0
     verbose_name = "line"
     fields = ["purchase", "quantity", "credits_claimed", "credits_taken", "credits_spent", "entry"]
-    readonly_fields = fields
+    readonly_fields = ["purchase", "quantity", "credits_claimed", "credits_taken", "credits_spent", "entry"]
 
 
 @admin.register(StoreRefund)
@@ -51,7 +51,7 @@ class StoreRefundAdmin(_ReadOnly, admin.ModelAdmin):
     list_filter = ["kind", "email_status"]
     search_fields = ["=order_id", "=refund_id"]
     fields = ["kind", "refund_id", "order_id", "reason", "received", "email_status", "email_error", "payload"]
-    readonly_fields = fields
+    readonly_fields = ["kind", "refund_id", "order_id", "reason", "received", "email_status", "email_error", "payload"]
     inlines = [RefundLinesOfRefund]
 
     def get_queryset(self, request):
@@ -73,4 +73,4 @@ class StoreWebhookAdmin(_ReadOnly, admin.ModelAdmin):
     list_filter = ["topic"]
     search_fields = ["=webhook_id"]
     fields = ["webhook_id", "topic", "shop", "received", "outcome", "payload"]
-    readonly_fields = fields
+    readonly_fields = ["webhook_id", "topic", "shop", "received", "outcome", "payload"]

@@ -20,6 +20,8 @@ def refund_message(*, refund: StoreRefund) -> EmailMultiAlternatives | None:
     if not lines:
         return None
     customer = lines[0].purchase.customer
+    if customer is None:  # a line with credits taken back was applied: it has a customer
+        raise ValueError(f"{refund}: its lines have no customer")
     products = {line.purchase.product_id for line in lines}
     balances = Balance.objects.filter(customer=customer, product_id__in=products).select_related("product")
     context = {
@@ -36,7 +38,7 @@ def refund_message(*, refund: StoreRefund) -> EmailMultiAlternatives | None:
     html = render_to_string("emails/credits_taken_back.html", context)
     message = EmailMultiAlternatives(
         subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[customer.email]
-    )  # type: ignore[union-attr]
+    )
     message.attach_alternative(html, "text/html")
     return message
 

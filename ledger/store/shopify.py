@@ -70,7 +70,7 @@ def order_parse(order: Any) -> StoreOrder:
     items = order.get("line_items")
     if not isinstance(items, list):
         raise PayloadError("line_items must be a list.")
-    customer = order.get("customer") if isinstance(order.get("customer"), dict) else {}
+    customer: dict[str, Any] = order["customer"] if isinstance(order.get("customer"), dict) else {}
     email = _text(order.get("email")) or _text(customer.get("email")) or _text(order.get("contact_email"))
     name = " ".join(part for part in (_text(customer.get("first_name")), _text(customer.get("last_name"))) if part)
     lines = []

@@ -68,7 +68,7 @@ def _handle(topic: str, payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise PayloadError("The body must be a Shopify Order object.")
     order_id = order_parse({**payload, "line_items": []}).order_id
-    reason = payload.get("cancel_reason") if isinstance(payload.get("cancel_reason"), str) else ""
+    reason = payload["cancel_reason"] if isinstance(payload.get("cancel_reason"), str) else ""
     return _refund_answer(topic, order_cancel(order_id=order_id, reason=reason, payload=payload))
 
 
