@@ -66,6 +66,7 @@ class Spend:
     allowed: bool
     remaining: int | None = None
     reason: str | None = None
+    cost: int | None = None  # the credits this call spent: the Allow's context `cost`
 
 
 def _number(item: Mapping[str, Any], name: str) -> int | None:
@@ -173,6 +174,7 @@ class Gate:
             raise
         item = response["Attributes"]
         granted, used = _number(item, mirror.GRANTED), _number(item, mirror.USED)
-        if granted is None or used is None:  # the handler denies the call as an internal error
-            raise ValueError(f"the spent item has no {mirror.GRANTED} or no {mirror.USED}")
-        return Spend(allowed=True, remaining=granted - used)
+        cost = _number(item, mirror.COST)  # what `SET #used = #used + #cost` just added
+        if granted is None or used is None or cost is None:  # the handler denies the call as an internal error
+            raise ValueError(f"the spent item has no {mirror.GRANTED}, {mirror.USED} or {mirror.COST}")
+        return Spend(allowed=True, remaining=granted - used, cost=cost)

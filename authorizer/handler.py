@@ -5,7 +5,7 @@ check the token covers it, then spend the product's cost with one conditional
 `UpdateItem` on the mirror. Answers:
 
 * allowed: REST -> an IAM policy allowing exactly the called method, `principalId`
-  = the customer, context `customerId`, `product`, `remaining`, `credentialId`;
+  = the customer, context `customerId`, `product`, `remaining`, `credentialId`, `cost`;
   HTTP API -> `{"isAuthorized": true, "context": {...}}`.
 * refused for a valid token (no credits, suspended, revoked, other product,
   unknown API, internal error): REST -> a Deny policy with `context.reason`
@@ -188,6 +188,8 @@ def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
             "product": product,
             "remaining": spend.remaining,
             "credentialId": caller.client_id,
+            # What the call spent, for the access log: a failed call is credited back this (ledger/failed_calls.py).
+            "cost": spend.cost,
         },
     )
 

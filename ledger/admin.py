@@ -56,7 +56,7 @@ class ProductAdmin(admin.ModelAdmin):
     handed to the mirror's outbox in the admin's transaction (written after it commits)."""
 
     list_display = ["slug", "name", "active", "cost_per_call", "api_ids", "skus"]
-    list_filter = ["active"]
+    list_filter = ["active", "refund_failed_calls"]
     search_fields = ["slug", "name", "skus__sku", "=variants__variant_id", "apis__api_id"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ProductApiInline, ProductSkuInline, ProductVariantInline]
@@ -162,7 +162,9 @@ class LedgerEntryAdmin(CsvExportMixin, ReadOnlyAdmin):
     list_display = ["when", "customer", "product", "kind", "amount", "reason_short", "created_by_name", "purchase_link"]
     list_filter = ["kind", "product"]
     list_select_related = ["customer", "product", "created_by", "purchase"]
-    search_fields = ["customer__email", "=customer__public_id", "reason"]
+    # A failed call credited back: its entry names the gateway's request id (reason: status and route).
+    search_fields = ["customer__email", "=customer__public_id", "reason", "=request_id"]
+    readonly_fields = ["request_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 

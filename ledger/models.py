@@ -10,6 +10,31 @@ from accounts.models import Customer
 from creditportal.versioned import Versioned
 
 
+def refund_statuses_parse(text: str) -> frozenset[int]:
+    """`500-599`, `502,503,504`, `500, 502-504`: the statuses named, each within 500-599."""
+    statuses: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise ValidationError(
+                f"{part.strip() or 'An empty part'} is not a status or a range of statuses (e.g. 502-504).",
+                code="invalid",
+            ) from None
+        if not 500 <= first <= last <= 599:
+            raise ValidationError(
+                f"{part.strip()}: only failed calls' statuses, 500-599, low to high, are credited back.",
+                code="out_of_range",
+            )
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
+
+
+def refund_statuses_validate(text: str) -> None:
+    refund_statuses_parse(text)
+
+
 class Product(Versioned):
     """An API we sell credits for. Served by one or more API Gateway APIs, sold as one or more SKUs."""
 
@@ -17,6 +42,18 @@ class Product(Versioned):
     name = models.CharField(max_length=200)
     active = models.BooleanField(default=True)
     cost_per_call = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    # A call the gateway answered with one of these statuses after the gate allowed it is
+    # credited back, once (ledger/failed_calls.py). Off, or fewer statuses, per product.
+    refund_failed_calls = models.BooleanField(
+        "credit back failed calls", default=True, help_text="Credit back calls the API failed (5xx) after an Allow."
+    )
+    refund_statuses = models.CharField(
+        "statuses credited back",
+        max_length=200,
+        default="500-599",
+        validators=[refund_statuses_validate],
+        help_text="Statuses from 500-599: numbers and ranges, comma separated (e.g. 502-504 or 500,503).",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -206,6 +243,7 @@ class LedgerEntry(models.Model):
         ADJUSTMENT = "adjustment", "Adjustment"
         USAGE = "usage", "Usage"
         REFUND = "refund", "Refund"
+        FAILED_CALL = "failed_call", "Failed call credited back"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="ledger_entries")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="ledger_entries")
@@ -216,6 +254,10 @@ class LedgerEntry(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, null=True, blank=True, related_name="entries")
+    # A failed call credited back: the gateway's request id, unique, so a call is credited once.
+    request_id = models.CharField(
+        "API request id", max_length=128, blank=True, default="", db_default="", editable=False
+    )
     created = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = LedgerEntryQuerySet.as_manager()
@@ -224,6 +266,17 @@ class LedgerEntry(models.Model):
         verbose_name_plural = "ledger entries"
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["customer", "product", "-created"])]
+        constraints = [
+            # However often CloudWatch delivers a log batch, and however many at once.
+            models.UniqueConstraint(
+                fields=["request_id"], condition=~models.Q(request_id=""), name="ledger_failed_call_once_per_request"
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(kind="failed_call", amount__gt=0) & ~models.Q(request_id=""))
+                | (~models.Q(kind="failed_call") & models.Q(request_id="")),
+                name="ledger_failed_call_has_request",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.amount:+d} {self.product} ({self.kind})"

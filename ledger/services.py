@@ -123,6 +123,8 @@ def product_upsert(
     variants: Iterable[str] | Mapping[str, int] | None = None,
     cost_per_call: int | None = None,
     active: bool | None = None,
+    refund_failed_calls: bool | None = None,
+    refund_statuses: str | None = None,
 ) -> tuple[Product, bool]:
     """Declare a product: create it, or bring it to what is given. Running it twice changes nothing.
 
@@ -135,7 +137,8 @@ def product_upsert(
     created = changed = product is None
     if product is None:
         product = Product(slug=slug)
-    for field, value in [("name", name), ("cost_per_call", cost_per_call), ("active", active)]:
+    given = {"refund_failed_calls": refund_failed_calls, "refund_statuses": refund_statuses}  # failed_calls.py
+    for field, value in [("name", name), ("cost_per_call", cost_per_call), ("active", active), *given.items()]:
         if value is not None and getattr(product, field) != value:
             setattr(product, field, value)
             changed = True

@@ -51,6 +51,7 @@ def test_calls_are_allowed_until_the_credits_run_out_and_a_purchase_adds_to_what
         "product": "weather",
         "remaining": 2,
         "credentialId": alice.credential.client_id,
+        "cost": 1,
     }
 
     with committed():

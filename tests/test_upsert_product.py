@@ -55,3 +55,25 @@ def test_a_bad_slug_is_refused():
     with pytest.raises(CommandError, match="slug"):
         upsert("--slug", "not a slug!", "--name", "X")
     assert not Product.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_turns_crediting_back_failed_calls_off_or_narrows_the_statuses():
+    upsert("--slug", "weather", "--name", "Weather")
+    product = Product.objects.get()
+    assert (product.refund_failed_calls, product.refund_statuses) == (True, "500-599")  # a new product's
+
+    assert (
+        upsert("--slug", "weather", "--name", "Weather", "--refund-statuses", "502-504") == "product weather: saved\n"
+    )
+    assert upsert("--slug", "weather", "--name", "Weather", "--no-refund-failed-calls") == "product weather: saved\n"
+    product.refresh_from_db()
+    assert (product.refund_failed_calls, product.refund_statuses) == (False, "502-504")
+    assert upsert("--slug", "weather", "--name", "Weather", "--refund-failed-calls") == "product weather: saved\n"
+    product.refresh_from_db()
+    assert product.refund_failed_calls is True
+
+    with pytest.raises(CommandError, match="only failed calls' statuses, 500-599"):
+        upsert("--slug", "weather", "--name", "Weather", "--refund-statuses", "404")
+    product.refresh_from_db()
+    assert product.refund_statuses == "502-504"

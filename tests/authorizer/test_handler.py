@@ -50,8 +50,14 @@ def answer(handler, kind: str, token: str | None, api_id: str = WEATHER_API):
         return "401"
 
 
-def expected_allow(kind: str, remaining: int, product: str = "weather") -> dict:
-    context = {"customerId": "cus_alice", "product": product, "remaining": remaining, "credentialId": "cli_alice"}
+def expected_allow(kind: str, remaining: int, product: str = "weather", cost: int = 1) -> dict:
+    context = {
+        "customerId": "cus_alice",
+        "product": product,
+        "remaining": remaining,
+        "credentialId": "cli_alice",
+        "cost": cost,  # what the call spent: the access log carries it, a failed call is credited it back
+    }
     if kind == "http_api_v2":
         return {"isAuthorized": True, "context": context}
     return rest_policy("Allow", kind, "cus_alice", context)
@@ -83,7 +89,7 @@ def test_it_allows_until_the_credits_run_out_then_denies_with_a_reason(authorize
 
     answers = [answer(authorizer, kind, token) for _ in range(5)]
 
-    assert answers[:3] == [expected_allow(kind, remaining=r) for r in (5, 3, 1)]
+    assert answers[:3] == [expected_allow(kind, remaining=r, cost=2) for r in (5, 3, 1)]
     assert answers[3:] == [expected_deny(kind, "credits_exhausted")] * 2
     assert mirror_items.used("cus_alice", "weather") == 6  # 7 credits pay for three calls at 2
 

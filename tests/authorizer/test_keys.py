@@ -32,8 +32,14 @@ def call(handler, kind: str, key: str, *, how: str = "x-api-key", api_id: str = 
         return "401"
 
 
-def allowed(kind: str, remaining: int, product: str = "weather") -> dict:
-    context = {"customerId": "cus_alice", "product": product, "remaining": remaining, "credentialId": "key_alice"}
+def allowed(kind: str, remaining: int, product: str = "weather", cost: int = 1) -> dict:
+    context = {
+        "customerId": "cus_alice",
+        "product": product,
+        "remaining": remaining,
+        "credentialId": "key_alice",
+        "cost": cost,
+    }
     if kind == "http_api_v2":
         return {"isAuthorized": True, "context": context}
     return {

@@ -26,8 +26,35 @@ class Command(BaseCommand):
         state = parser.add_mutually_exclusive_group()
         state.add_argument("--active", dest="active", action="store_true", default=None)
         state.add_argument("--inactive", dest="active", action="store_false")
+        refunds = parser.add_mutually_exclusive_group()
+        refunds.add_argument(
+            "--refund-failed-calls",
+            dest="refund_failed_calls",
+            action="store_true",
+            default=None,
+            help="credit back calls the API failed after an Allow (the default for a new product)",
+        )
+        refunds.add_argument("--no-refund-failed-calls", dest="refund_failed_calls", action="store_false")
+        parser.add_argument(
+            "--refund-statuses",
+            metavar="STATUSES",
+            help="the statuses credited back, within 500-599: numbers and ranges, e.g. 502-504 (default 500-599)",
+        )
 
-    def handle(self, *, slug: str, name: str, api_ids, skus, variants, cost_per_call, active, **options) -> None:
+    def handle(
+        self,
+        *,
+        slug: str,
+        name: str,
+        api_ids,
+        skus,
+        variants,
+        cost_per_call,
+        active,
+        refund_failed_calls,
+        refund_statuses,
+        **options,
+    ) -> None:
         try:
             product, changed = product_upsert(
                 slug=slug,
@@ -37,6 +64,8 @@ class Command(BaseCommand):
                 variants=variants,
                 cost_per_call=cost_per_call,
                 active=active,
+                refund_failed_calls=refund_failed_calls,
+                refund_statuses=refund_statuses,
             )
         except ValidationError as e:
             raise CommandError("; ".join(e.messages)) from e
