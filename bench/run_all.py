@@ -25,6 +25,7 @@ ORDER = [
     "authorizer_warm_key",
     "authorizer_cold",
     "api_throughput",
+    "store_webhooks",
     "admin_pages",
     "sync_mirror_scale",
 ]

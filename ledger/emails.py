@@ -19,7 +19,9 @@ def _message(*, template: str, subject: str, to: str, context: dict) -> EmailMul
 
 def _context(purchase: Purchase) -> dict:
     customer, product = purchase.customer, purchase.product
-    balance = Balance.objects.filter(customer=customer, product=product).values_list("remaining", flat=True).first()
+    balance = purchase.remaining_after  # right after this purchase's grant: what the webhook answered too
+    if balance is None:
+        balance = Balance.objects.filter(customer=customer, product=product).values_list("remaining", flat=True).first()
     return {
         "customer": customer,
         "purchase": purchase,

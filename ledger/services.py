@@ -350,7 +350,12 @@ def purchase_email_resend(*, purchase: Purchase, by: User) -> Purchase:
 
 
 def purchase_email_send(
-    *, purchase_id: int, client_id: str | None = None, secret: str | None = None, reissued: bool = False
+    *,
+    purchase_id: int,
+    client_id: str | None = None,
+    secret: str | None = None,
+    reissued: bool = False,
+    purchase: Purchase | None = None,
 ) -> bool:
     """Send a purchase's email now (called after commit): the welcome email when
     given the credential's secret, else "credits added". Never raises: a failure
@@ -358,7 +363,8 @@ def purchase_email_send(
     """
     kind = "welcome" if secret else "credits added"
     try:
-        purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
+        if purchase is None:  # `purchase`: the caller's copy, its customer and product loaded (one query less)
+            purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
         if secret:
             if client_id is None:
                 raise ValueError("a welcome email needs the credential's client id")

@@ -108,9 +108,11 @@ def test_a_redelivery_changes_nothing(shopify, packs, mirror, mailoutbox, app_ro
     again = shopify("orders/paid", payload, webhook_id=webhook_id)  # Shopify's retry: same webhook id
     other_id = shopify("orders/paid", payload)  # the same order under another webhook id
 
-    assert (again.status_code, again.json()["duplicate"]) == (200, True)
-    assert other_id.status_code == 200
+    assert (again.status_code, again.json()["redelivery"]) == (200, True)
+    assert all(line["recorded_before"] for line in again.json()["lines"])
+    assert (other_id.status_code, other_id.json()["redelivery"]) == (200, False)
     assert all(line["recorded_before"] for line in other_id.json()["lines"])
+    assert StoreWebhook.objects.count() == 2
     after = app_rows()
     after.pop("ledger_storewebhook"), before.pop("ledger_storewebhook")
     assert after == before and len(mailoutbox) == sent
@@ -211,9 +213,10 @@ def test_a_refund_takes_back_the_refunded_units_of_the_line(shopify, packs, mirr
     response = shopify("refunds/create", event("refunds_create"))
 
     assert response.status_code == 200
-    assert response.json() == {
+    answer = response.json()
+    assert answer == {
         "topic": "refunds/create", "refund_id": "509562969", "order_id": "450789469", "duplicate": False,
-        "credits_taken": 100, "credits_spent": 0,
+        "credits_taken": 100, "credits_spent": 0, "webhook_id": answer["webhook_id"], "redelivery": False,
     }  # fmt: skip
     weather = balance(BUYER, "weather")
     assert (weather.granted, weather.remaining) == (100, 100)

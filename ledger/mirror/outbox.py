@@ -238,7 +238,7 @@ def mirror_outbox_write(
         rows = rows.filter(pk__in=list(ids))
     last = 0
     while batch_rows := list(rows.filter(pk__gt=last)[:ROWS_PER_RUN]):
-        last = batch_rows[-1].pk
+        last, fetched = batch_rows[-1].pk, len(batch_rows)
         if limit is not None and (big := _too_big(batch_rows, limit)):
             log.info("outbox rows %s touch more than %s balances each: left to sync_usage", sorted(big), limit)
             report.left += len(big)
@@ -246,6 +246,8 @@ def mirror_outbox_write(
         batch = _Batch(batch_rows)
         report += _batch_write(batch, client=client, force=force, progress=progress)
         _rows_settle(batch)
+        if fetched < ROWS_PER_RUN:
+            break  # that was the last page: asking again would find nothing (one query less per write)
     return report
 
 

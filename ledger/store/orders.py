@@ -20,7 +20,6 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -78,9 +77,9 @@ def _packs(order: StoreOrder) -> list[Pack | None]:
     """Each line's pack: Shopify lines by SKU, else variant id; Zapier lines by slug or SKU."""
     if order.source == Purchase.Source.ZAPIER:
         return [pack_by_ref(line.product_ref) for line in order.lines]
-    by_sku, by_variant = packs_for(
-        skus=[line.sku for line in order.lines], variant_ids=[line.variant_id for line in order.lines]
-    )
+    by_sku, _ = packs_for(skus=[line.sku for line in order.lines])
+    # Variant ids only for the lines no SKU mapped (a null SKU, a T-shirt): often none, no query.
+    _, by_variant = packs_for(variant_ids=[line.variant_id for line in order.lines if line.sku not in by_sku])
     return [by_sku.get(line.sku) or by_variant.get(line.variant_id) for line in order.lines]
 
 
@@ -121,26 +120,30 @@ def _customer_for(email: str, name: str) -> tuple[Customer, Any, str | None]:
     return customer_get_or_create(email=email, name=name)
 
 
-def _balance_lock(customer: Customer, product_id: int) -> Balance:
-    """The (customer, product) balance, created if new, locked until the transaction ends: one query."""
+def _balance_add(customer: Customer, product_id: int, credits: int) -> Balance:
+    """Add `credits` to the (customer, product) balance, created if new, in one statement that locks
+    its row until the transaction ends: its version moves (the mirror item changes) and the
+    low-balance email is re-armed. Returns the balance as it is now."""
     return Balance.objects.raw(
         "INSERT INTO ledger_balance (customer_id, product_id, granted, used, updated, version)"
-        " VALUES (%s, %s, 0, 0, now(), 0)"
-        " ON CONFLICT (customer_id, product_id) DO UPDATE SET updated = EXCLUDED.updated"
+        " VALUES (%s, %s, %s, 0, now(), 1)"
+        " ON CONFLICT (customer_id, product_id) DO UPDATE SET granted = ledger_balance.granted + EXCLUDED.granted,"
+        " version = ledger_balance.version + 1, low_balance_notified = NULL, updated = EXCLUDED.updated"
         " RETURNING id, customer_id, product_id, granted, used, version",
-        [customer.pk, product_id],
+        [customer.pk, product_id, credits],
     )[0]
 
 
 def _grant(purchases: list[Purchase], customer: Customer) -> None:
-    """Grant the purchases' credits (they are APPLIED, unsaved): per product one balance lock, the
-    ledger entries, one balance update and one outbox row. Sets each purchase's `remaining_after`."""
+    """Grant the purchases' credits (they are APPLIED, unsaved): per product one statement adds them to
+    the balance (under its row lock), then the purchases, their ledger entries and one outbox row.
+    Sets each purchase's `remaining_after`."""
     by_product: dict[int, list[Purchase]] = defaultdict(list)
     for purchase in purchases:
         by_product[purchase.product_id].append(purchase)  # type: ignore[index]  # APPLIED: has a product
     for product_id, lines in by_product.items():
-        balance = _balance_lock(customer, product_id)
-        remaining = balance.granted - balance.used
+        balance = _balance_add(customer, product_id, sum(p.credits for p in lines))
+        remaining = balance.granted - balance.used - sum(p.credits for p in lines)
         for purchase in lines:
             remaining += purchase.credits
             purchase.remaining_after = remaining
@@ -150,12 +153,6 @@ def _grant(purchases: list[Purchase], customer: Customer) -> None:
                 customer=customer, product_id=product_id, kind=LedgerEntry.Kind.PURCHASE, amount=p.credits, purchase=p
             )
             for p in lines
-        )
-        Balance.objects.filter(pk=balance.pk).update(
-            granted=F("granted") + sum(p.credits for p in lines),
-            version=F("version") + 1,
-            low_balance_notified=None,  # more credits re-arm the low-balance email
-            updated=timezone.now(),
         )
         mirror_outbox_add(balances=[balance])
 
@@ -232,6 +229,7 @@ def order_record(*, order: StoreOrder) -> OrderRecorded:
                 purchase_id=purchase.pk,
                 client_id=credential.client_id if first and credential else None,
                 secret=secret if first else None,
+                purchase=purchase,  # as recorded here, with its customer and product: not read again
             )
         )
     fresh = iter(new)

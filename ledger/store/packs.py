@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.db.models import Case, Q, Subquery, When
 
 from ledger.models import Product, ProductSku, ProductVariant
 
@@ -95,8 +96,13 @@ def pack_by_ref(ref: str) -> Pack | None:
     ref = ref.strip()
     if not ref:
         return None
-    product = Product.objects.filter(slug=ref).first()
-    if product is not None:
-        return Pack(product, 1)
-    sku = ProductSku.objects.filter(sku=ref).select_related("product").first()
-    return None if sku is None else Pack(sku.product, sku.credits_per_unit)
+    # One query: the product whose slug is `ref` (1 credit a unit), or whose SKU is (its pack); the slug first.
+    found = (
+        Product.objects.filter(Q(slug=ref) | Q(pk__in=ProductSku.objects.filter(sku=ref).values("product_id")))
+        .annotate(sku_per_unit=Subquery(ProductSku.objects.filter(sku=ref).values("credits_per_unit")[:1]))
+        .order_by(Case(When(slug=ref, then=0), default=1))
+        .first()
+    )
+    if found is None:
+        return None
+    return Pack(found, 1 if found.slug == ref else found.sku_per_unit)

@@ -3,7 +3,8 @@
 Verified first (`X-Shopify-Hmac-Sha256` over the raw body, SHOPIFY_WEBHOOK_SECRET: several,
 space-separated, for rotation): missing or wrong is a 401 and nothing is read or written.
 `X-Shopify-Topic` picks the handling; a redelivery (`X-Shopify-Webhook-Id` seen before) is a 200
-that changes nothing, and each handler is idempotent by itself too (order line ids, refund ids).
+that changes nothing: each handler is idempotent by the store's own ids (order line ids, refund ids),
+and the delivery is recorded once (`StoreWebhook`), the answer saying `"redelivery": true`.
 """
 
 import json
@@ -20,7 +21,6 @@ from django.views.decorators.http import require_POST
 
 from ledger.serializers import _unstorable
 from ledger.services import PurchaseConflict
-from ledger.store.models import StoreWebhook
 from ledger.store.orders import order_record
 from ledger.store.refunds import RefundRecorded, order_cancel, refund_record
 from ledger.store.shopify import PayloadError, order_parse, refund_parse, signature_valid
@@ -72,21 +72,18 @@ def _handle(topic: str, payload: Any) -> dict[str, Any]:
     return _refund_answer(topic, order_cancel(order_id=order_id, reason=reason, payload=payload))
 
 
-def _seen(webhook_id: str) -> bool:
-    return bool(webhook_id) and StoreWebhook.objects.filter(webhook_id=webhook_id).exists()
-
-
-def _remember(*, webhook_id: str, topic: str, shop: str, outcome: str, payload: Any) -> None:
-    """Record the delivery (a concurrent twin's record wins; this one is then a no-op)."""
+def _remember(*, webhook_id: str, topic: str, shop: str, outcome: str, payload: Any) -> bool:
+    """Record the delivery; False if this webhook id was recorded before (or by a concurrent twin)."""
     if not webhook_id:
-        return
+        return True
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_storewebhook (webhook_id, topic, shop, received, outcome, payload)"
-            " VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (webhook_id) DO NOTHING",
+            " VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (webhook_id) DO NOTHING RETURNING id",
             [webhook_id[:128], topic[:64], shop[:255], timezone.now(), outcome[:2000],
              json.dumps(payload if topic in TOPICS else {})],
         )  # fmt: skip
+        return cursor.fetchone() is not None
 
 
 @csrf_exempt
@@ -110,9 +107,6 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     topic = request.headers.get("X-Shopify-Topic", "").strip()
     webhook_id = request.headers.get("X-Shopify-Webhook-Id", "").strip()
     shop = request.headers.get("X-Shopify-Shop-Domain", "").strip()
-    if _seen(webhook_id):
-        logger.info("Shopify webhook %s (%s): delivered again; nothing changed", webhook_id, topic)
-        return JsonResponse({"topic": topic, "webhook_id": webhook_id, "duplicate": True})
     if topic not in TOPICS:
         logger.info("Shopify webhook %s: topic %r is not one we handle; ignored", webhook_id, topic)
         _remember(webhook_id=webhook_id, topic=topic, shop=shop, outcome="ignored", payload=None)
@@ -133,7 +127,10 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     except (BotoCoreError, ClientError) as e:
         logger.error("Shopify webhook %s (%s): the mirror could not be read: %s", webhook_id, topic, e)
         return JsonResponse({"detail": "The gate's balances could not be read; try again later."}, status=503)
-    # After the handler's commit: a process that dies in between sees the redelivery handled again,
-    # which changes nothing (line and refund ids).
-    _remember(webhook_id=webhook_id, topic=topic, shop=shop, outcome=json.dumps(answer), payload=payload)
-    return JsonResponse(answer)
+    # After the handler's commit. A redelivery (Shopify retries for hours) is handled again and changes
+    # nothing: each handler is idempotent by the store's own ids (order line ids, refund ids), which
+    # also covers a process that died between the commit and this record.
+    first = _remember(webhook_id=webhook_id, topic=topic, shop=shop, outcome=json.dumps(answer), payload=payload)
+    if not first:
+        logger.info("Shopify webhook %s (%s): delivered again; nothing changed", webhook_id, topic)
+    return JsonResponse({**answer, "webhook_id": webhook_id, "redelivery": not first})
