@@ -3,12 +3,13 @@
 import datetime
 from dataclasses import dataclass
 
-from django.db.models import F, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import Credential, Customer
 from ledger.models import Balance, LedgerEntry, Product, Purchase
+from ledger.store.models import RefundLine, StoreRefund
 
 
 def product_by_ref(ref: str) -> Product | None:
@@ -104,4 +105,14 @@ def usage_month(*, customer: Customer, month: datetime.date) -> list[DailyUsage]
 
 
 def purchase_list_recent(*, customer: Customer, limit: int = 10) -> QuerySet[Purchase]:
-    return Purchase.objects.filter(customer=customer).select_related("product").order_by("-received", "-id")[:limit]
+    """The customer's latest purchases, each with `taken_back` (credits refunds and a cancellation took
+    back from it) and `cancelled` (its order was cancelled). One query."""
+    lines = RefundLine.objects.filter(purchase=OuterRef("pk"))
+    taken = lines.order_by().values("purchase").annotate(n=Sum("credits_taken")).values("n")
+    cancelled = lines.filter(refund__kind=StoreRefund.Kind.CANCELLATION)
+    return (
+        Purchase.objects.filter(customer=customer)
+        .select_related("product")
+        .annotate(taken_back=Coalesce(Subquery(taken), 0), cancelled=Exists(cancelled))
+        .order_by("-received", "-id")[:limit]
+    )
