@@ -87,12 +87,31 @@ def api_key() -> dict:
     return {"key_id": api_key.public_id, "key": key}
 
 
+def cancel() -> dict:
+    """The order cancelled through Shopify's signed webhook: the gate's `used` read, the rest taken back."""
+    import base64
+    import hashlib
+    import hmac
+
+    from django.conf import settings
+
+    body = json.dumps({"id": 1001, "email": "nina@example.com", "line_items": [], "cancel_reason": "customer"}).encode()
+    secret = settings.SHOPIFY_WEBHOOK_SECRET.split()[0].encode()
+    signature = base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
+    response = Client().post(
+        "/api/purchases/shopify/", body, content_type="application/json", secure=True, HTTP_HOST=HOST,
+        HTTP_X_SHOPIFY_TOPIC="orders/cancelled", HTTP_X_SHOPIFY_HMAC_SHA256=signature,
+    )  # fmt: skip
+    return {"status": response.status_code, "body": response.json()}
+
+
 STEPS = {
     "routes": routes,
     "purchase": purchase,
     "rotate": rotate,
     "suspend": suspend,
     "api_key": api_key,
+    "cancel": cancel,
     "sync_mirror": lambda: command("sync_mirror", "--verbosity", "0"),
     "check": lambda: command("sync_mirror", "--check"),
     "sync_usage": lambda: command("sync_usage", "--verbosity", "0"),

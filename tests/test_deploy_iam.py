@@ -49,7 +49,10 @@ def django_environ(stack) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "creditportal.settings",
         **zappa_stage("dev")["environment_variables"],
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        **{name: os.environ[name] for name in ("DJANGO_SECRET_KEY", "CREDENTIAL_HASH_KEY", "ZAPIER_WEBHOOK_SECRET")},
+        **{
+            name: os.environ[name]
+            for name in ("DJANGO_SECRET_KEY", "CREDENTIAL_HASH_KEY", "ZAPIER_WEBHOOK_SECRET", "SHOPIFY_WEBHOOK_SECRET")
+        },
         "AWS_ENDPOINT_URL": stack.moto.url,
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
@@ -151,6 +154,11 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     assert Purchase.objects.get().email_status == Purchase.EmailStatus.SENT
     assert not MirrorOutbox.objects.exists()
     assert stack.moto.client("ses", stack.admin).get_send_quota()["SentLast24Hours"] >= 1
+
+    # Django: the order is cancelled through Shopify's door: what the gate spent is read, the rest taken back.
+    done = django(stack, "cancel")
+    assert (done["cancel"]["status"], done["cancel"]["body"]["credits_taken"]) == (200, 3), done["cancel"]
+    assert mirror_item(stack, f"CUSTOMER#{customer.public_id}", "PRODUCT#weather")["granted"] == {"N": "2"}
 
     # Each role: every call allowed, every grant of its code's statements used.
     for role in ("DjangoRole", "AuthorizerRole"):
