@@ -11,7 +11,7 @@ DEPLOY_VENV ?= .venv-deploy
 DEPLOY_BIN := $(DEPLOY_VENV)/bin
 STAGE ?= dev
 
-.PHONY: run mailbox test lint mypy mypy-baseline locks bench install install-local install-dev install-deploy zappa-package authorizer-zip clean
+.PHONY: run mailbox test lint mypy mypy-baseline schema locks bench install install-local install-dev install-deploy zappa-package authorizer-zip clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,10 @@ mypy-baseline: install-dev
 	@mkdir -p .mypy_cache
 	-@DJANGO_DEBUG=1 $(BIN)/mypy > $(MYPY_REPORT)
 	$(BIN)/mypy-baseline sync < $(MYPY_REPORT)
+
+## schema: write docs/openapi.yaml, the API's OpenAPI schema, anew from the views (tests/test_openapi.py compares them)
+schema: install-dev
+	DJANGO_DEBUG=1 $(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
 
 # pip-compile's flags for the lock files (each lock's header repeats them: tests/test_lock_files.py checks).
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links

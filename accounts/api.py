@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.permissions import IsAuthenticated
@@ -13,8 +14,9 @@ from rest_framework.views import APIView
 
 from accounts import keys
 from accounts.authentication import AccessTokenAuthentication, ClientCredentialsAuthentication, OAuthError
-from accounts.serializers import TokenRequestSerializer
+from accounts.serializers import TokenRequestSerializer, TokenResponseSerializer
 from accounts.tokens import token_issue
+from creditportal.openapi import OAUTH_ERROR, UNAUTHENTICATED
 from creditportal.parsers import FormParser, JSONParser
 from ledger.selectors import balance_list_in_scope
 
@@ -44,6 +46,20 @@ class TokenView(APIView):
     def perform_authentication(self, request: Request) -> None:
         """Not before the parameters are known good: post() reads `request.user` after them."""
 
+    @extend_schema(
+        operation_id="token_create",
+        summary="An access token for client credentials (OAuth2 client_credentials grant)",
+        tags=["token"],
+        request={
+            "application/x-www-form-urlencoded": TokenRequestSerializer,
+            "application/json": TokenRequestSerializer,
+        },
+        responses={
+            200: TokenResponseSerializer,
+            400: OpenApiResponse(OAUTH_ERROR, description="A bad request, grant type or scope."),
+            401: OpenApiResponse(OAUTH_ERROR, description="invalid_client: unknown client or wrong secret."),
+        },
+    )
     def post(self, request: Request) -> Response:
         params = TokenRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -90,6 +106,11 @@ class BalanceSerializer(serializers.Serializer):
     remaining = serializers.IntegerField()
 
 
+class BalancesSerializer(serializers.Serializer):
+    customer = serializers.CharField(help_text="The customer's public id (cus_...).")
+    balances = BalanceSerializer(many=True)
+
+
 class BalanceView(APIView):
     """`GET /api/balance/` with a bearer access token: the customer's balances
     for the products the token covers (its scope). Reads only; spends nothing."""
@@ -97,6 +118,12 @@ class BalanceView(APIView):
     authentication_classes = [AccessTokenAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="balance_list",
+        summary="The customer's balances of the products the token covers",
+        tags=["balance"],
+        responses={200: BalancesSerializer, 401: UNAUTHENTICATED},
+    )
     def get(self, request: Request) -> Response:
         client = request.user
         balances = balance_list_in_scope(customer=client.customer, products=client.products)

@@ -6,6 +6,7 @@ than its scope; it sees and revokes only its own customer's keys (another custom
 """
 
 from django.core.exceptions import ValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.fields import get_error_detail
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.authentication import AccessTokenAuthentication, ApiClient
 from accounts.models import ApiKey
+from creditportal.openapi import UNAUTHENTICATED, detail, field_errors
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -77,11 +79,32 @@ class ApiKeysView(APIView):
     authentication_classes = [AccessTokenAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="keys_list",
+        summary="The customer's API keys, active and revoked (never the keys themselves)",
+        tags=["keys"],
+        responses={200: ApiKeyListSerializer, 401: UNAUTHENTICATED},
+    )
     def get(self, request: Request) -> Response:
         client = _client(request)
         api_keys = ApiKey.objects.filter(customer=client.customer).order_by("created", "id")
         return Response({"keys": ApiKeySerializer(api_keys, many=True).data}, headers=NO_STORE)
 
+    @extend_schema(
+        operation_id="keys_create",
+        summary="A new API key: the answer is the only time the key is shown",
+        tags=["keys"],
+        request={
+            "application/json": ApiKeyCreateSerializer,
+            "application/x-www-form-urlencoded": ApiKeyCreateSerializer,
+        },
+        responses={
+            201: ApiKeyCreatedSerializer,
+            400: field_errors("Bad input, a product the token does not open, or too many active keys: nothing made."),
+            401: UNAUTHENTICATED,
+            415: detail("Neither JSON nor form data."),
+        },
+    )
     def post(self, request: Request) -> Response:
         client = _client(request)
         params = ApiKeyCreateSerializer(data=request.data)
@@ -106,6 +129,16 @@ class ApiKeyView(APIView):
     authentication_classes = [AccessTokenAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="keys_revoke",
+        summary="Revoke an API key: refused by the gateway from its next call",
+        tags=["keys"],
+        responses={
+            204: OpenApiResponse(description="Revoked (also when it was revoked before)."),
+            401: UNAUTHENTICATED,
+            404: detail("No such key of this customer's."),
+        },
+    )
     def delete(self, request: Request, key_id: str) -> Response:
         client = _client(request)
         api_key = selectors.api_key_get(customer=client.customer, key_id=key_id)

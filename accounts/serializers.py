@@ -1,12 +1,15 @@
 """The token request's parameters (RFC 6749 section 4.4.2), form-encoded or JSON."""
 
 from django.http import QueryDict
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 GRANT_TYPE = "client_credentials"
 _REPEATED = object()
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class Parameter(serializers.Field):
     """One token request parameter: a string, sent once. Empty counts as omitted (RFC 6749 section 3.1)."""
 
@@ -53,6 +56,9 @@ class TokenRequestSerializer(serializers.Serializer):
     client_secret = Parameter()
     scope = Parameter()
 
+    class Meta:
+        ref_name = "TokenRequest"
+
     def validate_scope(self, value: str | None) -> list[str] | None:
         return None if value is None else [slug for slug in value.split(" ") if slug]
 
@@ -67,3 +73,15 @@ class TokenRequestSerializer(serializers.Serializer):
                 {"grant_type": f"Only grant_type={GRANT_TYPE} is supported here."}, code="unsupported_grant_type"
             )
         return attrs
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    """What POST /api/token/ answers (RFC 6749 section 5.1)."""
+
+    access_token = serializers.CharField(help_text="A signed JWT (ES256 or RS256): docs/api.md, 'The token'.")
+    token_type = serializers.ChoiceField(choices=["Bearer"])
+    expires_in = serializers.IntegerField(help_text="Seconds: 300.")
+    scope = serializers.CharField(help_text="The product slugs it covers, separated by spaces.")
+
+    class Meta:
+        ref_name = "TokenResponse"

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",  # intcomma: the overview's figures
     "rest_framework",
+    "drf_spectacular",  # the OpenAPI schema at /api/schema/ (creditportal/openapi.py)
     "accounts",
     "ledger",
     "axes",  # the login throttle (below)
@@ -165,6 +166,23 @@ REST_FRAMEWORK = {
         "creditportal.parsers.FormParser",
     ],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema (drf-spectacular; creditportal/openapi.py, committed as docs/openapi.yaml).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CreditPortal API",
+    "DESCRIPTION": (
+        "Sell one-off API credits. Programs get an access token with their client credentials "
+        "(POST /api/token/), read their balances, and manage API keys for clients that cannot do the "
+        "token exchange; the store's webhooks record purchases. Calls to the products' APIs go through "
+        "API Gateway and its authorizer, not through here."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "ENUM_NAME_OVERRIDES": {},
 }
 
 LOGGING = {

@@ -1,6 +1,7 @@
 import re
 import unicodedata
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import normalize_email, normalize_name
@@ -39,6 +40,7 @@ def _one_line(value: str) -> str:
     return value
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
 class RawField(serializers.Field):
     """The value as posted (a JSON number or string, or form text), for a validate_<field> to judge."""
 
@@ -139,10 +141,11 @@ class PurchaseResultSerializer(serializers.ModelSerializer):
     `remaining` the balance right after this purchase's grant, not whatever it is now."""
 
     id = serializers.IntegerField(read_only=True)
-    customer = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    product = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # null while unmatched (an unknown product: no customer or balance is touched yet).
+    customer = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
+    product = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     credits = serializers.SerializerMethodField()
-    remaining = serializers.IntegerField(source="remaining_after", read_only=True)
+    remaining = serializers.IntegerField(source="remaining_after", read_only=True, allow_null=True)
 
     class Meta:
         model = Purchase

@@ -1,11 +1,13 @@
 from django.conf import settings
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from creditportal.openapi import detail, field_errors
 from creditportal.parsers import FormParser, JSONParser
 from ledger.authentication import ZapierWebhookAuthentication
 from ledger.models import Purchase
@@ -45,6 +47,31 @@ class ZapierPurchaseView(APIView):
         if length > limit:
             raise BodyTooLarge(f"The body is {length:,} bytes; this webhook reads at most {limit:,} (one order line).")
 
+    @extend_schema(
+        operation_id="purchases_zapier",
+        summary="One order line from the store, posted by a Zap",
+        tags=["webhooks"],
+        request={
+            "application/json": ZapierPurchaseSerializer,
+            "application/x-www-form-urlencoded": ZapierPurchaseSerializer,
+        },
+        responses={
+            201: OpenApiResponse(PurchaseResultSerializer, description="Recorded, and its credits granted."),
+            200: OpenApiResponse(PurchaseResultSerializer, description="A repeated delivery: the first's answer."),
+            202: OpenApiResponse(PurchaseResultSerializer, description="Unknown product: stored for staff to match."),
+            400: field_errors(),
+            401: detail("Missing or wrong webhook secret."),
+            409: OpenApiResponse(
+                inline_serializer(
+                    "PurchaseConflict",
+                    {"detail": serializers.CharField(), "purchase": PurchaseResultSerializer()},
+                ),
+                description="This order line was recorded before with different content.",
+            ),
+            413: detail("A body over ZAPIER_WEBHOOK_MAX_BYTES."),
+            415: detail("Neither JSON nor form data."),
+        },
+    )
     def post(self, request: Request) -> Response:
         order, several = zapier_order(request.data)
         try:
