@@ -97,6 +97,120 @@ class ZapierSecretScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "The shared ZAPIER_WEBHOOK_SECRET."}
 
 
+# --- The Shopify door (a plain Django view: it reads the raw body, whose HMAC it checks) ----------
+
+_ID = {"type": "string"}
+_SHOPIFY_ANSWERS = {
+    "order": {
+        "type": "object",
+        "properties": {
+            "topic": {"type": "string", "enum": ["orders/paid"]},
+            "order_id": _ID,
+            "lines": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "line_id": _ID,
+                        "status": {"type": "string", "enum": ["applied", "unmatched", "no_email", "other"]},
+                        "credits": {"type": "integer"},
+                        "recorded_before": {"type": "boolean"},
+                    },
+                    "required": ["line_id", "status", "credits", "recorded_before"],
+                },
+            },
+            "webhook_id": {"type": "string"},
+            "redelivery": {"type": "boolean"},
+        },
+        "required": ["topic", "order_id", "lines", "webhook_id", "redelivery"],
+    },
+    "refund": {
+        "type": "object",
+        "properties": {
+            "topic": {"type": "string", "enum": ["refunds/create", "orders/cancelled"]},
+            "refund_id": _ID,
+            "order_id": _ID,
+            "duplicate": {"type": "boolean"},
+            "credits_taken": {"type": "integer"},
+            "credits_spent": {"type": "integer"},
+            "webhook_id": {"type": "string"},
+            "redelivery": {"type": "boolean"},
+        },
+        "required": ["topic", "refund_id", "order_id", "duplicate", "credits_taken", "credits_spent"],
+    },
+    "ignored": {
+        "type": "object",
+        "properties": {"topic": {"type": "string"}, "ignored": {"type": "boolean", "enum": [True]}},
+        "required": ["topic", "ignored"],
+    },
+}
+
+
+def _header(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "in": "header",
+        "name": name,
+        "required": required,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _detail(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": DETAIL}}}
+
+
+SHOPIFY_DOOR = {
+    "post": {
+        "operationId": "purchases_shopify",
+        "summary": "Shopify's own webhooks: orders/paid, refunds/create, orders/cancelled",
+        "description": (
+            "Signed by Shopify: X-Shopify-Hmac-Sha256 is the base64 HMAC-SHA256 of the raw body under "
+            "SHOPIFY_WEBHOOK_SECRET. X-Shopify-Topic picks the handling; other topics are answered and "
+            "ignored. A redelivery (an X-Shopify-Webhook-Id seen before) changes nothing. The body is "
+            "Shopify's Order resource (orders/paid, orders/cancelled) or Refund resource (refunds/create)."
+        ),
+        "tags": ["webhooks"],
+        "security": [{"shopifyHmac": []}],
+        "parameters": [
+            _header("X-Shopify-Topic", "orders/paid, refunds/create or orders/cancelled; others are ignored."),
+            _header("X-Shopify-Webhook-Id", "The delivery's id: a redelivery is recognised by it."),
+            _header("X-Shopify-Shop-Domain", "The shop, recorded with the delivery."),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "description": "Order or Refund."}}},
+        },
+        "responses": {
+            "200": {
+                "description": "Handled, a redelivery, or a topic not handled here.",
+                "content": {"application/json": {"schema": {"oneOf": list(_SHOPIFY_ANSWERS.values())}}},
+            },
+            "400": _detail("Not the resource its topic names (or not JSON): nothing written."),
+            "401": _detail("X-Shopify-Hmac-Sha256 missing or wrong: nothing read."),
+            "409": _detail("A line the Zapier door recorded with other content."),
+            "413": _detail("A body over SHOPIFY_WEBHOOK_MAX_BYTES."),
+            "503": _detail(
+                "The gate's balances could not be read (a refund needs them): nothing written; Shopify retries."
+            ),
+        },
+    }
+}
+
+
+def add_shopify_door(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the Shopify door, which is no DRF view, described by hand."""
+    result["paths"]["/api/purchases/shopify/"] = SHOPIFY_DOOR
+    result["paths"] = dict(sorted(result["paths"].items()))
+    result.setdefault("components", {}).setdefault("securitySchemes", {})["shopifyHmac"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Shopify-Hmac-Sha256",
+        "description": "The base64 HMAC-SHA256 of the raw body under SHOPIFY_WEBHOOK_SECRET.",
+    }
+    return result
+
+
 # --- The docs page ------------------------------------------------------------------------------
 
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -1,5 +1,5 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
@@ -11,7 +11,7 @@ from creditportal.openapi import detail, field_errors
 from creditportal.parsers import FormParser, JSONParser
 from ledger.authentication import ZapierWebhookAuthentication
 from ledger.models import Purchase
-from ledger.serializers import PurchaseResultSerializer
+from ledger.serializers import PurchaseResultSerializer, ZapierPurchaseSerializer
 from ledger.services import PurchaseConflict
 from ledger.store.orders import order_record
 from ledger.store.zapier import zapier_order
@@ -20,6 +20,20 @@ from ledger.store.zapier import zapier_order
 class BodyTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "too_large"
+
+
+# What the Zapier door answers: one line's result, or an order's lines' results.
+ZAPIER_ANSWER = PolymorphicProxySerializer(
+    component_name="ZapierAnswer",
+    serializers=[
+        PurchaseResultSerializer,
+        inline_serializer(
+            "ZapierOrderResult",
+            {"order_id": serializers.CharField(), "lines": PurchaseResultSerializer(many=True)},
+        ),
+    ],
+    resource_type_field_name=None,
+)
 
 
 class ZapierPurchaseView(APIView):
@@ -49,16 +63,16 @@ class ZapierPurchaseView(APIView):
 
     @extend_schema(
         operation_id="purchases_zapier",
-        summary="One order line from the store, posted by a Zap",
+        summary="An order's line (or its lines, as comma-separated fields) from the store, posted by a Zap",
         tags=["webhooks"],
         request={
             "application/json": ZapierPurchaseSerializer,
             "application/x-www-form-urlencoded": ZapierPurchaseSerializer,
         },
         responses={
-            201: OpenApiResponse(PurchaseResultSerializer, description="Recorded, and its credits granted."),
-            200: OpenApiResponse(PurchaseResultSerializer, description="A repeated delivery: the first's answer."),
-            202: OpenApiResponse(PurchaseResultSerializer, description="Unknown product: stored for staff to match."),
+            201: OpenApiResponse(ZAPIER_ANSWER, description="Recorded, and its credits granted."),
+            200: OpenApiResponse(ZAPIER_ANSWER, description="A repeated delivery: the first's answer."),
+            202: OpenApiResponse(ZAPIER_ANSWER, description="Unknown product: stored for staff to match."),
             400: field_errors(),
             401: detail("Missing or wrong webhook secret."),
             409: OpenApiResponse(

@@ -9,6 +9,10 @@ success paths are reached too, not only the 401s: a real access token for the ba
 doors, the webhook secret for the Zapier door, a real client id and secret for the token endpoint.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import pytest
@@ -60,6 +64,22 @@ def live_api(transactional_db, mirror, live_server, alice, products, settings):
     return base, schema, issued.json()["access_token"]
 
 
+def shopify_signed(case) -> dict[str, str]:
+    """The headers Shopify would sign the case's body with: its HMAC, and a topic we handle."""
+    from django.conf import settings
+
+    if isinstance(case.body, bytes):
+        body = case.body
+    else:
+        try:
+            body = json.dumps(case.body, allow_nan=False).encode()  # as the request is sent (requests' json=)
+        except (TypeError, ValueError):
+            return {}
+    digest = hmac.new(settings.SHOPIFY_WEBHOOK_SECRET.encode(), body, hashlib.sha256).digest()
+    topic = ("orders/paid", "refunds/create", "orders/cancelled", "app/uninstalled")[len(body) % 4]
+    return {"X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(), "X-Shopify-Topic": topic}
+
+
 def strategies(operation, alice, token: str, zapier_secret: str, mode: GenerationMode):
     """Generated cases, and cases with credentials that work, for one operation."""
     generated = operation.as_strategy(generation_mode=mode)
@@ -88,6 +108,8 @@ def strategies(operation, alice, token: str, zapier_secret: str, mode: Generatio
         return st.one_of(generated, sale).flatmap(
             lambda case: st.sampled_from([(case, secret), (case, secret), (case, {})])
         )
+    if label == "POST /api/purchases/shopify/":
+        return generated.flatmap(lambda case: st.sampled_from([(case, {}), (case, shopify_signed(case))]))
     if label == "DELETE /api/keys/{key_id}/":
         real = api_key_create(customer=alice, name="to revoke")[0].public_id
         return st.one_of(
@@ -134,6 +156,7 @@ def test_every_answer_of_the_live_api_is_one_its_schema_describes(live_api, alic
         "POST /api/keys/",
         "DELETE /api/keys/{key_id}/",
         "POST /api/purchases/zapier/",
+        "POST /api/purchases/shopify/",
     } <= operations.keys()
 
     seen: dict[str, set[int]] = {}
@@ -150,6 +173,7 @@ def test_every_answer_of_the_live_api_is_one_its_schema_describes(live_api, alic
     assert {201, 400, 401} <= seen["POST /api/keys/"]
     assert {204, 404, 401} <= seen["DELETE /api/keys/{key_id}/"]
     assert {200, 201, 400, 401} <= seen["POST /api/purchases/zapier/"]
+    assert {200, 400, 401} <= seen["POST /api/purchases/shopify/"]
 
 
 def test_the_check_fails_where_the_schema_says_otherwise(live_api):
