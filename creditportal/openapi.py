@@ -231,6 +231,14 @@ def _resolve(schema: dict[str, Any], node: Any) -> Any:
     return node
 
 
+def _answer_schema(answer: dict[str, Any]) -> Any:
+    """The schema of an answer's (first) content type."""
+    content: dict[str, dict[str, Any]] = answer.get("content", {})
+    for media in content.values():
+        return media.get("schema")
+    return None
+
+
 def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
     operations = []
     for path, item in schema.get("paths", {}).items():
@@ -256,10 +264,7 @@ def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
                         (
                             status,
                             answer.get("description", ""),
-                            json.dumps(
-                                _resolve(schema, next(iter(answer.get("content", {}).values()), {}).get("schema")),
-                                indent=2,
-                            )
+                            json.dumps(_resolve(schema, _answer_schema(answer)), indent=2)
                             if answer.get("content")
                             else "",
                         )
