@@ -27,6 +27,7 @@ ORDER = [
     "api_throughput",
     "store_webhooks",
     "admin_pages",
+    "overview",
     "sync_mirror_scale",
 ]
 

@@ -67,7 +67,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.humanize",  # intcomma: the overview's figures
     "rest_framework",
     "drf_spectacular",  # the OpenAPI schema at /api/schema/ (creditportal/openapi.py)
     "accounts",

@@ -57,7 +57,9 @@ class SpendWeek(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["week", "customer"], name="spend_week_once")]
-        indexes = [models.Index(fields=["week", "-credits"], name="spend_week_top")]
+        # The top of a week in the overview's order (credits, then customer): an index scan of 10 rows,
+        # not a sort of every customer who spent the same (100k customers: 0.1 s).
+        indexes = [models.Index(fields=["week", "-credits", "customer"], name="spend_week_top_customers")]
 
     def __str__(self) -> str:
         return f"{self.week} {self.customer_id}: {self.credits}"

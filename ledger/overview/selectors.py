@@ -29,16 +29,22 @@ class Series:
     kinds: tuple[str, ...]
     sign: int
     note: str = ""
+    mark: str = ""  # the note's mark in the numbers' header
 
 
 SERIES = (
     Series("sold", "Sold", (Kind.PURCHASE,), 1),
     Series("spent", "Spent", (Kind.USAGE,), -1),
-    Series("credited_back", "Credited back", (), 1, note="failed calls: recorded once issue 15 lands"),
-    Series("taken_back", "Taken back", (Kind.REFUND,), -1, note="store refunds"),
+    Series("credited_back", "Credited back", (), 1, note="failed calls: recorded once issue 15 lands", mark="*"),
+    Series("taken_back", "Taken back", (Kind.REFUND,), -1, note="store refunds", mark="†"),
     Series("adjusted", "Adjusted by staff", (Kind.ADJUSTMENT,), 1),
 )
-CHARTED = ("sold", "spent", "credited_back", "taken_back")
+# Two charts per product, each on its own scale: what is sold comes in lumps (a purchase of 10,000
+# credits), what is spent day by day; on one scale the calls would be a flat line at the bottom.
+CHARTS = (
+    ("sales", "Sold and taken back", ("sold", "taken_back")),
+    ("use", "Spent and credited back", ("spent", "credited_back")),
+)
 
 
 @dataclass

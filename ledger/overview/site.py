@@ -9,8 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.charts import bar_chart
-from ledger.overview.charts import line_chart
-from ledger.overview.selectors import CHARTED, LOW_PERCENT, SERIES, Figures, Overview, overview_get
+from ledger.overview.charts import LineChart, line_chart
+from ledger.overview.selectors import CHARTS, LOW_PERCENT, SERIES, Figures, Overview, overview_get
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,13 @@ def _needs(request: HttpRequest, o: Overview) -> list[Need]:
     ]  # fmt: skip
 
 
-def _chart(figures: Figures):
-    return line_chart(
-        figures.days,
-        [(s.key, s.label, figures.daily[s.key]) for s in SERIES if s.key in CHARTED],
-    )
+def _charts(figures: Figures) -> list[tuple[str, str, LineChart]]:
+    """(key, title, chart) of each of CHARTS for one product (or all)."""
+    labels = {s.key: s.label for s in SERIES}
+    return [
+        (key, title, line_chart(figures.days, [(k, labels[k], figures.daily[k]) for k in keys]))
+        for key, title, keys in CHARTS
+    ]
 
 
 class OverviewAdminSite(admin.AdminSite):
@@ -65,8 +67,9 @@ class OverviewAdminSite(admin.AdminSite):
             context |= {
                 "overview": overview,
                 "series": SERIES,
-                "charts": [(figures, _chart(figures)) for figures in [overview.total, *overview.products]],
-                "purchases_chart": bar_chart(overview.purchases_daily),
+                "charts": [(figures, _charts(figures)) for figures in [overview.total, *overview.products]],
+                "purchases_chart": (bars := bar_chart(overview.purchases_daily)),
+                "purchase_bars": [(bar, f"{bar.day:%a, %b %-d}: {bar.value:,}") for bar in bars.bars],
                 "needs": _needs(request, overview),
                 "drift_url": reverse("admin:ledger_driftcheck_changelist")
                 if request.user.has_perm("ledger.view_driftcheck")
