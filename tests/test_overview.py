@@ -44,10 +44,12 @@ def staff_client(client, staff):
     return client
 
 
-def entry(customer, product, kind, amount, *, days_ago=0, hours=0):
+def entry(customer, product, kind, amount, *, days_ago=0, hours=0, request_id=""):
     """A ledger entry written as of `days_ago` (the rollups take its day from `created`)."""
     created = timezone.now() - datetime.timedelta(days=days_ago, hours=hours)
-    return LedgerEntry.objects.create(customer=customer, product=product, kind=kind, amount=amount, created=created)
+    return LedgerEntry.objects.create(
+        customer=customer, product=product, kind=kind, amount=amount, created=created, request_id=request_id
+    )
 
 
 def customers(n: int, start: int = 0) -> list[Customer]:
@@ -73,6 +75,9 @@ def history(alice, bob, staff, products, purchase):
     entry(alice, maps, Kind.PURCHASE, 300, days_ago=45)
     entry(alice, maps, Kind.USAGE, -11, days_ago=45)
     entry(bob, weather, Kind.REFUND, -50, days_ago=1)
+    entry(alice, weather, Kind.FAILED_CALL, 1, days_ago=2, request_id="req-1")  # credited back
+    entry(bob, maps, Kind.FAILED_CALL, 2, request_id="req-2")
+    entry(bob, maps, Kind.FAILED_CALL, 2, days_ago=33, request_id="req-3")  # before the period
     credits_adjust(customer=alice, product=weather, amount=-25, reason="outage", by=staff)
     credits_adjust(customer=bob, product=weather, amount=10, reason="goodwill", by=staff)
     return products
@@ -135,7 +140,7 @@ def test_every_figure_is_the_ledgers_sum_over_the_last_30_days(staff_client, his
     for slug, product in history.items():
         assert cells.table[slug] == ledger_sums(since, product)
     # The figures are not empty by accident: each kind happened in the period.
-    assert cells.table[""] == {"sold": 1700, "spent": 53, "credited_back": 0, "taken_back": 50, "adjusted": -15}
+    assert cells.table[""] == {"sold": 1700, "spent": 53, "credited_back": 3, "taken_back": 50, "adjusted": -15}
     active = LedgerEntry.objects.filter(kind=Kind.USAGE, created__gte=since).values("customer").distinct().count()
     assert int(cells.by_id["figure-active-customers"]) == active == 2
     assert int(cells.by_id["figure-purchases"]) == Purchase.objects.filter(received__gte=since).count() == 2
@@ -277,7 +282,7 @@ def test_the_overview_makes_a_fixed_number_of_queries_whatever_the_rows(staff_cl
     few = queries()
     more(25, 100)
     assert queries() == few
-    assert few <= 15  # session and user (3 more: the idle timeout saves the session), the overview's 10
+    assert few <= 16  # session and user (3 more: the idle timeout saves the session), the overview's 11
 
 
 def test_needs_a_hand_counts_what_its_links_list(staff_client, alice, bob, products, purchase, zapier):
@@ -309,6 +314,36 @@ def test_needs_a_hand_counts_what_its_links_list(staff_client, alice, bob, produ
     low = staff_client.get(found[low_label][1]).context["cl"].queryset
     assert [(b.customer_id, b.remaining) for b in low] == [(alice.pk, 5)]
     assert "1 failed at least once" in needs
+
+
+def test_refunds_that_found_credits_spent_count_in_the_period_and_link_to_them(staff_client, alice, products, purchase):
+    from ledger.store.models import RefundLine, StoreRefund
+
+    bought = purchase(alice, products["weather"], 100)
+
+    def refund(refund_id: str, spent: int, days_ago: int = 0) -> StoreRefund:
+        row = StoreRefund.objects.create(
+            refund_id=refund_id, order_id=bought.order_id, kind="refund",
+            received=timezone.now() - datetime.timedelta(days=days_ago),
+        )  # fmt: skip
+        RefundLine.objects.create(
+            refund=row, purchase=bought, quantity=1, credits_claimed=10, credits_taken=10 - spent, credits_spent=spent
+        )
+        return row
+
+    found = refund("r1", spent=4)
+    refund("r2", spent=0)  # took back all it claimed: nothing to see
+    refund("r3", spent=10, days_ago=45)  # before the period
+
+    html, _ = page(staff_client)
+    needs = html.split('id="overview-needs"', 1)[1].split("</section>", 1)[0]
+    count, url = re.search(
+        r'<strong class="cp-count">(\d+)</strong>\s*<a href="([^"]+)">refunds that found credits already spent', needs
+    ).groups()
+    assert int(count) == 1
+    listed = staff_client.get(url.replace("&amp;", "&"))
+    assert listed.status_code == 200
+    assert [r.pk for r in listed.context["cl"].queryset] == [found.pk]
 
 
 def test_the_last_drift_check_shows_with_its_time(staff_client):

@@ -6,12 +6,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Customer
 from ledger.models import Balance, LedgerEntry, MirrorOutbox, Product, Purchase
 from ledger.overview.models import ActiveDay, DriftCheck, LedgerDay, PurchaseDay, SpendWeek
+from ledger.store.models import RefundLine, StoreRefund
 
 DAYS = 30  # the overview's period, today (UTC) included
 TOP_CUSTOMERS = 10
@@ -35,7 +36,9 @@ class Series:
 SERIES = (
     Series("sold", "Sold", (Kind.PURCHASE,), 1),
     Series("spent", "Spent", (Kind.USAGE,), -1),
-    Series("credited_back", "Credited back", (), 1, note="failed calls: recorded once issue 15 lands", mark="*"),
+    Series(
+        "credited_back", "Credited back", (Kind.FAILED_CALL,), 1, note="failed calls (5xx after an Allow)", mark="*"
+    ),
     Series("taken_back", "Taken back", (Kind.REFUND,), -1, note="store refunds", mark="†"),
     Series("adjusted", "Adjusted by staff", (Kind.ADJUSTMENT,), 1),
 )
@@ -90,6 +93,7 @@ class Overview:
     pending_mirror_writes: int
     failing_mirror_writes: int  # of those, the ones whose write was tried and failed
     running_low_customers: int
+    refunds_found_spent: int  # refunds received in the period that found credits already spent
     drift_check: DriftCheck | None
     top_customers: list[TopCustomer]
 
@@ -103,6 +107,10 @@ def period(today: datetime.date | None = None, days: int = DAYS) -> tuple[dateti
     return today - datetime.timedelta(days=days - 1), today
 
 
+def utc_midnight(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time.min, tzinfo=datetime.UTC)
+
+
 def balances_running_low(queryset: QuerySet[Balance] | None = None) -> QuerySet[Balance]:
     """Balances with LOW_PERCENT % or less of what was granted left (used up included); read
     through the partial index balance_running_low, whose predicate this is, word for word."""
@@ -112,8 +120,14 @@ def balances_running_low(queryset: QuerySet[Balance] | None = None) -> QuerySet[
     )
 
 
+def refunds_found_spent(queryset: QuerySet[StoreRefund] | None = None) -> QuerySet[StoreRefund]:
+    """Refunds (and cancellations) a line of which found credits already spent: not taken back."""
+    queryset = StoreRefund.objects.all() if queryset is None else queryset
+    return queryset.filter(Exists(RefundLine.objects.filter(refund=OuterRef("pk"), credits_spent__gt=0)))
+
+
 def overview_get(*, today: datetime.date | None = None) -> Overview:
-    """Every figure of the overview, in 10 queries."""
+    """Every figure of the overview, in 11 queries."""
     first, today = period(today)
     days = [first + datetime.timedelta(days=i) for i in range(DAYS)]
     index = {day: i for i, day in enumerate(days)}
@@ -166,6 +180,7 @@ def overview_get(*, today: datetime.date | None = None) -> Overview:
         pending_mirror_writes=outbox["pending"],
         failing_mirror_writes=outbox["failing"],
         running_low_customers=balances_running_low().values("customer_id").distinct().count(),  # 8
+        refunds_found_spent=refunds_found_spent().filter(received__gte=utc_midnight(first)).count(),  # 11
         drift_check=DriftCheck.objects.order_by("-ran", "-id").first(),  # 9
         top_customers=[TopCustomer(customer=row.customer, credits=row.credits) for row in top],  # 10
     )

@@ -2,6 +2,7 @@
 and Django's own index, the list of every app, at /admin/apps/."""
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.http import HttpRequest
@@ -10,7 +11,7 @@ from django.urls import path, reverse
 
 from accounts.charts import bar_chart
 from ledger.overview.charts import LineChart, line_chart
-from ledger.overview.selectors import CHARTS, LOW_PERCENT, SERIES, Figures, Overview, overview_get
+from ledger.overview.selectors import CHARTS, LOW_PERCENT, SERIES, Figures, Overview, overview_get, utc_midnight
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,16 @@ def _needs(request: HttpRequest, o: Overview) -> list[Need]:
         return reverse(f"admin:{app}_{name}_changelist") + query
 
     failing = f"{o.failing_mirror_writes} failed at least once" if o.failing_mirror_writes else ""
+    since = utc_midnight(o.first).isoformat(sep=" ")  # an aware time: the admin's filter compares it as such
     return [
         Need(o.unmatched_purchases, "unmatched purchases", link("ledger.purchase", "?status__exact=unmatched"),
              "no product matches what the store sent: apply them to one"),
         Need(o.failed_emails, "failed emails", link("ledger.purchase", "?email_status__exact=failed"),
              "a purchase's email did not go out: resend it"),
         Need(o.pending_mirror_writes, "pending mirror writes", link("ledger.mirroroutbox"), failing),
+        Need(o.refunds_found_spent, "refunds that found credits already spent",
+             link("ledger.storerefund", "?" + urlencode({"found_spent": "yes", "received__gte": since})),
+             "in the period: the store refunded credits the customer had used"),
         Need(o.running_low_customers, f"customers within {LOW_PERCENT}% of running out",
              link("ledger.balance", "?running_low=yes"), f"a balance with {LOW_PERCENT}% or less of its credits left"),
     ]  # fmt: skip

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from ledger.overview.selectors import refunds_found_spent
 from ledger.store.models import RefundLine, StoreRefund, StoreWebhook
 
 
@@ -44,11 +45,24 @@ class RefundLinesOfRefund(_ReadOnly, admin.TabularInline):
     readonly_fields = ["purchase", "quantity", "credits_claimed", "credits_taken", "credits_spent", "entry"]
 
 
+class FoundSpentFilter(admin.SimpleListFilter):
+    """The overview's "refunds that found credits already spent"."""
+
+    title = "credits already spent"
+    parameter_name = "found_spent"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "found some already spent")]
+
+    def queryset(self, request, queryset):
+        return refunds_found_spent(queryset) if self.value() == "yes" else queryset
+
+
 @admin.register(StoreRefund)
 class StoreRefundAdmin(_ReadOnly, admin.ModelAdmin):
     actions = None  # only the refund services write these
     list_display = ["received", "kind", "refund_id", "order_id", "taken", "spent", "email_status"]
-    list_filter = ["kind", "email_status"]
+    list_filter = ["kind", "email_status", FoundSpentFilter]
     search_fields = ["=order_id", "=refund_id"]
     fields = ["kind", "refund_id", "order_id", "reason", "received", "email_status", "email_error", "payload"]
     readonly_fields = ["kind", "refund_id", "order_id", "reason", "received", "email_status", "email_error", "payload"]

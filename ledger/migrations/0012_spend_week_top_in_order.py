@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0004_api_keys"),
-        ("ledger", "0010_overview_rollups"),
+        ("ledger", "0011_failed_calls"),
     ]
 
     operations = [
