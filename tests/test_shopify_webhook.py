@@ -420,3 +420,31 @@ def test_the_fixture_is_shaped_as_shopify_documents_an_order():
     refund = event("refunds_create")
     assert refund["order_id"] == order["id"]
     assert refund["refund_line_items"][0]["line_item_id"] == items[0]["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refunds_and_a_cancellation_never_take_back_more_than_the_lines_granted(packs, mirror, mailoutbox):
+    from ledger.store.orders import order_record
+    from ledger.store.shopify import order_parse
+
+    order = event("orders_paid")
+    order_record(order=order_parse(order))
+    refund = event("refunds_create")
+    refund["refund_line_items"][0]["quantity"] = 2
+    other = {**refund, "id": 509562970}
+    cancelled = {**order, "cancelled_at": "2008-01-10T12:00:00-05:00", "cancel_reason": "fraud"}
+    deliveries = [(URL, "refunds/create", json.dumps(refund).encode())] * 3
+    deliveries += [(URL, "refunds/create", json.dumps(other).encode())] * 2
+    deliveries += [(URL, "orders/cancelled", json.dumps(cancelled).encode())] * 2
+
+    responses = _post_in_threads(deliveries)
+
+    assert [r.status_code for r in responses] == [200] * 7
+    assert StoreRefund.objects.count() == 3  # two refund ids and one cancellation, however often delivered
+    weather, maps = balance(BUYER, "weather"), balance(BUYER, "maps")
+    assert (weather.granted, maps.granted) == (0, 0)
+    taken = sum(RefundLine.objects.values_list("credits_taken", flat=True))
+    assert taken == 700 and LedgerEntry.objects.filter(kind="refund").count() == 2
+    assert {p.line_id: p.credits_refunded for p in Purchase.objects.filter(status="applied")} == {
+        "466157049": 200, "518995019": 500,
+    }  # fmt: skip
