@@ -62,7 +62,7 @@ def header_box(page, text: str) -> dict:
 @pytest.mark.parametrize(
     "path, name, headers",
     [
-        ("/admin/ledger/purchase/", "purchases", ["Quantity", "Status", "Email"]),
+        ("/admin/ledger/purchase/", "purchases", ["Units", "Status", "Email"]),
         ("/admin/ledger/ledgerentry/", "ledger-entries", ["Reason", "Created by"]),
     ],
 )

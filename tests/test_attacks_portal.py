@@ -21,8 +21,8 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 import accounts.urls
-from accounts.models import Credential, Customer, User
-from accounts.services import credential_create, credential_revoke
+from accounts.models import ApiKey, Credential, Customer, User
+from accounts.services import api_key_create, credential_create, credential_revoke
 from ledger.models import Balance, LedgerEntry, Purchase
 from tests.test_password_reset import welcome_link_path
 
@@ -34,12 +34,13 @@ DASHBOARD = reverse("account_dashboard")
 
 @pytest.fixture
 def world(alice, bob, products, purchase, past_usage):
-    """alice: two orders, usage, a second (revoked) credential; bob: one order of his own."""
+    """alice: two orders, usage, a second (revoked) credential, an API key; bob: one order of his own."""
     purchase(alice, products["weather"], 4242, order_id="#ALICE-ORDER-1")
     purchase(alice, products["maps"], 77, order_id="#ALICE-ORDER-2")
     past_usage(alice, products["weather"], {2: 17})
     alice.old_credential, _ = credential_create(customer=alice)
     credential_revoke(credential=alice.old_credential)
+    alice.api_key, alice.key = api_key_create(customer=alice, name="Alice's CI", products=["maps"])
     purchase(bob, products["weather"], 10, order_id="#BOB-ORDER")
     return alice, bob
 
@@ -50,6 +51,7 @@ def alice_rows(alice) -> dict:
         "user": list(User.objects.filter(pk=alice.user.pk).values()),
         "customer": list(Customer.objects.filter(pk=alice.pk).values()),
         "credentials": list(Credential.objects.filter(customer=alice).order_by("pk").values()),
+        "api_keys": list(ApiKey.objects.filter(customer=alice).order_by("pk").values()),
         "balances": list(Balance.objects.filter(customer=alice).order_by("pk").values()),
         "purchases": list(Purchase.objects.filter(customer=alice).order_by("pk").values()),
         "ledger": list(LedgerEntry.objects.filter(customer=alice).order_by("pk").values()),
@@ -66,6 +68,9 @@ def secrets_of(alice) -> list[str]:
         alice.credential.masked_secret,
         alice.credential.secret_hash,
         alice.old_credential.client_id,
+        alice.key,
+        alice.api_key.key_hash,
+        alice.api_key.masked,
         ">4242<",  # granted weather credits, as the dashboard shows them
         ">4225<",  # remaining
     ]
@@ -104,6 +109,54 @@ def credential_action(name: str):
         return responses
 
     return attack
+
+
+def api_key_urls(alice) -> list[str]:
+    """Alice's API key named every way a URL can name it."""
+    kid = alice.api_key.public_id
+    url = reverse("account_api_key_revoke", args=[kid])
+    return [
+        url,
+        reverse("account_api_key_revoke", args=[kid.upper()]),
+        reverse("account_api_key_revoke", args=[f" {kid} "]),
+        url.replace(kid, "".join(f"%{b:02X}" for b in kid.encode())),
+        reverse("account_api_key_revoke", args=[str(alice.api_key.pk)]),
+        reverse("account_api_key_revoke", args=[alice.api_key.last4]),
+        reverse("account_api_key_revoke", args=[alice.key]),
+        url.replace(kid, kid + "%00"),
+    ]
+
+
+def api_key_revoke_of_alice(bob_client, alice, bob):
+    responses = []
+    for url in api_key_urls(alice):
+        responses += [bob_client.get(url), bob_client.post(url, {"key_id": alice.api_key.public_id})]
+    assert {r.status_code for r in responses} == {404}
+    return responses
+
+
+def api_key_add_for_alice(bob_client, alice, bob):
+    fields = {"customer": alice.pk, "customer_id": alice.public_id, "user": alice.user.pk,
+              "client_id": alice.credential.client_id, "email": alice.email, "name": "bob's"}  # fmt: skip
+    responses = [
+        bob_client.post(reverse("account_api_key_add"), fields | {"products": ["maps"]}, follow=True),  # alice's
+        bob_client.post(reverse("account_api_key_add"), fields, follow=True),
+    ]
+    assert [r.status_code for r in responses] == [200, 200]
+    # The first is refused (maps is not bob's product); the second is bob's, opening what bob has.
+    assert list(ApiKey.objects.filter(customer=bob).values_list("name", "products")) == [("bob's", [])]
+    return responses
+
+
+def usage_csv_of_alice(bob_client, alice, bob):
+    query = {"customer": alice.public_id, "customer_id": alice.pk, "client_id": alice.credential.client_id,
+             "user": alice.user.pk, "email": alice.email}  # fmt: skip
+    own = bob_client.get(reverse("account_usage_csv"))
+    responses = [bob_client.get(reverse("account_usage_csv"), query), bob_client.post(reverse("account_usage_csv"))]
+    assert [r.status_code for r in responses] == [200, 405]
+    assert responses[0].content == own.content  # bob's own month, whatever names alice
+    assert "maps" not in own.content.decode() and own.content.decode().count("\n") > 1
+    return responses
 
 
 def dashboard_query(bob_client, alice, bob):
@@ -206,6 +259,9 @@ ATTACKS = {
     ("account_credential_add", "alice's ids in every field"): credential_add_for_alice,
     ("account_credential_rotate", "alice's credential named every way"): credential_action("account_credential_rotate"),
     ("account_credential_revoke", "alice's credential named every way"): credential_action("account_credential_revoke"),
+    ("account_api_key_add", "alice's ids in every field, alice's product"): api_key_add_for_alice,
+    ("account_api_key_revoke", "alice's API key named every way"): api_key_revoke_of_alice,
+    ("account_usage_csv", "alice's ids in the query string"): usage_csv_of_alice,
     ("password_change", "alice's ids in every field"): password_change_of_alice,
     ("password_reset", "alice's email, and tricks on it"): password_reset_of_alice,
     ("password_reset_done", "alice's ids in the query string"): password_reset_done,

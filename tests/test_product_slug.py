@@ -15,24 +15,15 @@ from django.urls import reverse
 
 from ledger.models import Balance, Product
 from ledger.services import credits_grant
+from tests.conftest import admin_form_data
 from tests.test_gate import call, effect, token_for
 
 REFUSED = "The slug of weather cannot change: customers hold credits of it"
 
 
-def product_form(product: Product, **changes) -> dict:
-    """The admin change form of `product` as a browser posts it, with its inlines unchanged."""
-    data = {"slug": product.slug, "name": product.name, "cost_per_call": product.cost_per_call, "active": "on"}
-    for prefix, rows, field in [("apis", product.apis.all(), "api_id"), ("skus", product.skus.all(), "sku")]:
-        rows = list(rows)
-        data |= {f"{prefix}-TOTAL_FORMS": len(rows), f"{prefix}-INITIAL_FORMS": len(rows)}
-        for i, row in enumerate(rows):
-            data |= {
-                f"{prefix}-{i}-id": row.pk,
-                f"{prefix}-{i}-product": product.pk,
-                f"{prefix}-{i}-{field}": getattr(row, field),
-            }
-    return data | changes
+def product_form(client, product: Product, **changes) -> dict:
+    """The admin change form of `product` as a browser posts it back, its inlines unchanged, with `changes`."""
+    return admin_form_data(client, reverse("admin:ledger_product_change", args=[product.pk])) | changes
 
 
 def test_renaming_a_sold_product_in_admin_is_refused_and_the_gate_still_stops_at_what_was_granted(
@@ -47,7 +38,7 @@ def test_renaming_a_sold_product_in_admin_is_refused_and_the_gate_still_stops_at
     client.force_login(staff)
     with committed():
         response = client.post(
-            reverse("admin:ledger_product_change", args=[weather.pk]), product_form(weather, slug="weather-v2")
+            reverse("admin:ledger_product_change", args=[weather.pk]), product_form(client, weather, slug="weather-v2")
         )
 
     assert response.status_code == 200  # the form again, with the error under the slug
@@ -86,7 +77,9 @@ def test_a_product_nobody_holds_credits_of_can_still_be_renamed(staff, products,
     maps = products["maps"]
     client.force_login(staff)
     with committed():
-        response = client.post(reverse("admin:ledger_product_change", args=[maps.pk]), product_form(maps, slug="atlas"))
+        response = client.post(
+            reverse("admin:ledger_product_change", args=[maps.pk]), product_form(client, maps, slug="atlas")
+        )
 
     assert response.status_code == 302
     maps.refresh_from_db()
@@ -100,7 +93,7 @@ def test_the_rest_of_a_sold_product_still_changes_in_admin(alice, staff, product
     client.force_login(staff)
 
     response = client.post(
-        reverse("admin:ledger_product_change", args=[weather.pk]), product_form(weather, name="Weather API v2")
+        reverse("admin:ledger_product_change", args=[weather.pk]), product_form(client, weather, name="Weather API v2")
     )
 
     assert response.status_code == 302
