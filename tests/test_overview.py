@@ -38,6 +38,14 @@ def _no_mirror(settings):
     settings.MIRROR_ENABLED = False  # not under test here
 
 
+@pytest.fixture(autouse=True)
+def rollups_at_each_statement(db):
+    """The rollups are applied when a transaction commits, and a test's transaction never does: here
+    they are applied after each statement instead. Real commits: tests/test_overview_rollups.py."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ledger_entry_rollup_apply, ledger_purchase_rollup_apply IMMEDIATE")
+
+
 @pytest.fixture
 def staff_client(client, staff):
     client.force_login(staff)

@@ -17,7 +17,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
-FORWARD = """
+# The triggers (migration 0013 replaces them with ones applied at commit; its backward puts these back).
+TRIGGERS = """
 CREATE FUNCTION ledger_entry_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     call record;
@@ -82,6 +83,11 @@ CREATE TRIGGER ledger_purchase_rollup
     AFTER INSERT OR DELETE OR UPDATE OF received, quantity, price, currency ON ledger_purchase
     FOR EACH ROW EXECUTE FUNCTION ledger_purchase_rollup();
 
+"""
+
+FORWARD = (
+    TRIGGERS
+    + """
 INSERT INTO ledger_ledgerday (day, product_id, kind, credits, entries)
     SELECT (created AT TIME ZONE 'UTC')::date, product_id, kind, sum(amount), count(*)
     FROM ledger_ledgerentry GROUP BY 1, 2, 3;
@@ -103,6 +109,7 @@ CREATE INDEX purchase_email_failed ON ledger_purchase (received) WHERE email_sta
 CREATE INDEX balance_running_low ON ledger_balance (customer_id)
     WHERE granted > 0 AND remaining * 10 <= granted;
 """
+)
 
 BACKWARD = """
 DROP INDEX IF EXISTS balance_running_low;

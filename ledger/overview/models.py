@@ -1,5 +1,6 @@
-"""Rollups of the ledger and the purchases, kept by Postgres itself in the transaction of each
-insert (triggers of migration 0010), so the overview reads a few hundred rows, not a million.
+"""Rollups of the ledger and the purchases, kept by Postgres itself when each transaction that
+writes them commits (triggers of migrations 0010 and 0013), so the overview reads a few hundred
+rows, not a million.
 
 Every row here is derived: the tests compare each with sums over `LedgerEntry` and `Purchase`,
 and migration 0010 builds them from those tables. Nothing in Python writes them.
