@@ -104,6 +104,9 @@ class BalanceSerializer(serializers.Serializer):
     granted = serializers.IntegerField()
     used = serializers.IntegerField()
     remaining = serializers.IntegerField()
+    # Failed calls (5xx after an Allow) credited back: how many, and their credits (part of `granted`).
+    credited_back_calls = serializers.IntegerField()
+    credited_back = serializers.IntegerField()
 
 
 class BalancesSerializer(serializers.Serializer):

@@ -3,7 +3,7 @@
 import datetime
 from dataclasses import dataclass
 
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -42,9 +42,26 @@ def credential_with_products(*, client_id: str) -> Credential | None:
     return credential
 
 
+def _with_credited_back(balances: QuerySet[Balance]) -> QuerySet[Balance]:
+    """Each balance with `credited_back_calls` and `credited_back` (credits): its failed calls credited
+    back (ledger/failed_calls.py), read from the ledger through its (customer, product) index."""
+    entries = (
+        LedgerEntry.objects.filter(
+            customer_id=OuterRef("customer_id"), product_id=OuterRef("product_id"), kind=LedgerEntry.Kind.FAILED_CALL
+        )
+        .order_by()
+        .values("customer_id")
+    )
+    return balances.annotate(
+        credited_back_calls=Coalesce(Subquery(entries.annotate(n=Count("id")).values("n")), 0),
+        credited_back=Coalesce(Subquery(entries.annotate(credits=Sum("amount")).values("credits")), 0),
+    )
+
+
 def balance_list_in_scope(*, customer: Customer, products: list[str]) -> QuerySet[Balance]:
-    """`customer`'s balances of the products named (a token's scope), with their products, by slug."""
-    return (
+    """`customer`'s balances of the products named (a token's scope), with their products and
+    their failed calls credited back, by slug."""
+    return _with_credited_back(
         Balance.objects.filter(customer=customer, product__slug__in=products)
         .select_related("product")
         .order_by("product__slug")
@@ -55,7 +72,8 @@ def balance_list_in_scope(*, customer: Customer, products: list[str]) -> QuerySe
 
 
 def balance_list(*, customer: Customer) -> QuerySet[Balance]:
-    return (
+    """`customer`'s balances with their products and their failed calls credited back, by product name."""
+    return _with_credited_back(
         Balance.objects.filter(customer=customer).select_related("product").order_by("product__name", "product__slug")
     )
 

@@ -1,7 +1,9 @@
 """A local stand-in for API Gateway (development only: `make run` starts it).
 
-It plays the example REST API of deploy/template.yaml: one metered route,
-`GET /<stage>/hello`, behind a REQUEST Lambda authorizer with no identity source
+It plays the example REST API of deploy/template.yaml: a metered route,
+`GET /<stage>/hello`, and a metered route whose integration fails, `GET /<stage>/fail`
+(500 after the authorizer allowed it: a failed call, credited back), behind a REQUEST
+Lambda authorizer with no identity source
 (a call may carry a token or an API key in `Authorization`, or a key in `x-api-key`)
 and result caching off. For each call it does what API Gateway does:
 
@@ -18,32 +20,40 @@ and result caching off. For each call it does what API Gateway does:
    any other failure -> 500 `{"message": null}`;
    allowed -> the integration, like the template's mock:
    `{"customer", "product", "remaining"}` from the authorizer's context (strings, as
-   `$context.authorizer.<key>` gives them).
+   `$context.authorizer.<key>` gives them); on `/fail`, 500 `{"message": "Internal server error"}`.
+3. With `--access-log FILE`, appends the stage's access-log line for the call to FILE, in
+   the template's JSON format (ACCESS_LOG_FORMAT; `-` where the call had no value), as API
+   Gateway writes it to the stage's log group. `make run` sends the failed calls' lines on
+   to the same code as the Lambda's CloudWatch Logs subscription (local/subscription.py).
 
 Any other path or method gets API Gateway's 403 `{"message": "Missing Authentication Token"}`.
 Like the Lambda, nothing here imports Django.
 
-    python -m local.gateway [--host 127.0.0.1] [--port 8010] [--api-id demoapi01] [--stage local]
+    python -m local.gateway [--host 127.0.0.1] [--port 8010] [--api-id demoapi01] [--stage local] [--access-log FILE]
 """
 
 import argparse
 import json
 import logging
-import re
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote
+
+from local.access_log import access_log_line, appender
+from local.policy import policy_effect
 
 log = logging.getLogger("gateway")
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 ROUTE = ("GET", "/hello")  # the template's ExampleMethod
+FAILING_ROUTE = ("GET", "/fail")  # allowed and charged, then the integration fails: credited back
+ROUTES = (ROUTE, FAILING_ROUTE)
 UNAUTHORIZED = "Unauthorized"  # the message an authorizer raises for a 401
 EXPLICIT_DENY = "User is not authorized to access this resource with an explicit deny"
 IMPLICIT_DENY = "User is not authorized to access this resource"
@@ -61,42 +71,35 @@ class Answer:
     error_type: str | None = None  # API Gateway's x-amzn-ErrorType
     reason: str = ""
     context: dict = field(default_factory=dict)
+    request_id: str = ""
+    method: str = ""
+    resource_path: str = ""
+    request_time: str = ""
+
+    def access_log_line(self) -> str:
+        """The stage's access-log line for this call (local/access_log.py)."""
+        return access_log_line(
+            {
+                "$context.requestId": self.request_id,
+                "$context.requestTime": self.request_time,
+                "$context.status": str(self.status),
+                "$context.httpMethod": self.method,
+                "$context.resourcePath": self.resource_path,
+                **{f"$context.authorizer.{key}": value for key, value in self.context.items()},
+            }
+        )
 
     def describe(self) -> str:
-        if self.decision == "allow":
+        if self.decision in ("allow", "failed"):
             c = self.context
-            return f"allow customer={c.get('customerId')} product={c.get('product')} remaining={c.get('remaining')}"
+            what = "allow" if self.decision == "allow" else "allowed, then the integration failed:"
+            return f"{what} customer={c.get('customerId')} product={c.get('product')} remaining={c.get('remaining')}"
         return f"{self.decision} {self.reason}".strip()
 
 
-def _arn_pattern(resource: str) -> re.Pattern:
-    """An IAM resource pattern (`*` any run of characters, `?` one) as a regular expression."""
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in resource) + r"\Z")
-
-
-def policy_effect(answer: dict, method_arn: str) -> str | None:
-    """How an authorizer's IAM policy treats `method_arn`: "Deny" (an explicit deny wins),
-    "Allow", or None (nothing matches: an implicit deny). ValueError if it is not a policy."""
-    try:
-        statements = answer["policyDocument"]["Statement"]
-        answer["principalId"]  # API Gateway requires it
-    except (KeyError, TypeError):
-        raise ValueError("the authorizer's answer has no principalId or policyDocument.Statement") from None
-    if isinstance(statements, dict):
-        statements = [statements]
-    effects = set()
-    for statement in statements:
-        actions = statement.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        resources = statement.get("Resource", [])
-        resources = [resources] if isinstance(resources, str) else resources
-        if not any(a in ("execute-api:Invoke", "execute-api:*", "*") for a in actions):
-            continue
-        if any(_arn_pattern(r).match(method_arn) for r in resources):
-            effects.add(statement.get("Effect"))
-    if "Deny" in effects:
-        return "Deny"
-    return "Allow" if "Allow" in effects else None
+def _request_time(now: float) -> str:
+    """$context.requestTime: CLF-formatted, UTC."""
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
 
 
 def _default_authorize(event: dict, context: object) -> dict:
@@ -120,6 +123,7 @@ class Gateway:
         self.api_id, self.stage, self.region, self.account_id = api_id, stage, region, account_id
         self.authorize = authorize
         self._one_at_a_time = threading.Lock()
+        self.access_log: Callable[[str], None] | None = None  # called with each call's access-log line
 
     @property
     def route_path(self) -> str:
@@ -138,6 +142,8 @@ class Gateway:
         headers: Iterable[tuple[str, str]],
         source_ip: str,
         host: str,
+        request_id: str = "",
+        now: float | None = None,
     ) -> dict:
         """The REST API `REQUEST` authorizer event for this call (tests/authorizer/events/rest_request.json's shape)."""
         single: dict[str, str] = {}
@@ -150,7 +156,7 @@ class Gateway:
         for name, value in parse_qsl(query, keep_blank_values=True):
             query_single[name] = value
             query_multi.setdefault(name, []).append(value)
-        now = time.time()
+        now = time.time() if now is None else now
         return {
             "type": "REQUEST",
             "methodArn": self.method_arn(method, resource_path),
@@ -169,8 +175,8 @@ class Gateway:
                 "resourceId": "local0",
                 "stage": self.stage,
                 "domainName": host,
-                "requestId": str(uuid.uuid4()),
-                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "requestId": request_id or str(uuid.uuid4()),
+                "requestTime": _request_time(now),
                 "requestTimeEpoch": int(now * 1000),
                 "protocol": "HTTP/1.1",
                 "identity": {
@@ -194,22 +200,48 @@ class Gateway:
         source_ip: str = "127.0.0.1",
         host: str = "",
     ) -> Answer:
-        """Answer one request (`target` is the request line's path and query) as API Gateway would."""
+        """Answer one request (`target` is the request line's path and query) as API Gateway would,
+        and write its access-log line."""
+        now, request_id = time.time(), str(uuid.uuid4())
+        answer = self._answer(method=method, target=target, headers=headers, source_ip=source_ip, host=host, now=now,
+                              request_id=request_id)  # fmt: skip
+        path = unquote(target.partition("?")[0])
+        prefix = f"/{self.stage}"
+        answer = replace(
+            answer,
+            request_id=request_id,
+            method=method,
+            resource_path=path[len(prefix) :] if path.startswith(prefix + "/") else path,
+            request_time=_request_time(now),
+        )
+        if self.access_log is not None:
+            self.access_log(answer.access_log_line())
+        return answer
+
+    def _answer(self, *, method: str, target: str, headers: Iterable[tuple[str, str]], source_ip: str, host: str,
+                now: float, request_id: str) -> Answer:  # fmt: skip
         headers = list(headers)
         path, _, query = target.partition("?")
         path = unquote(path)
         prefix = f"/{self.stage}"
         resource_path = path[len(prefix) :] if path.startswith(prefix + "/") else ""
-        if (method, resource_path) != ROUTE:
+        if (method, resource_path) not in ROUTES:
             return Answer(
                 403,
                 {"message": "Missing Authentication Token"},
                 "no_route",
                 "MissingAuthenticationTokenException",
-                reason=f"(no such route: the stand-in serves GET {self.route_path})",
+                reason=f"(no such route: the stand-in serves GET {self.route_path} and GET /{self.stage}/fail)",
             )
         event = self.event(
-            method=method, resource_path=resource_path, query=query, headers=headers, source_ip=source_ip, host=host
+            method=method,
+            resource_path=resource_path,
+            query=query,
+            headers=headers,
+            source_ip=source_ip,
+            host=host,
+            request_id=request_id,
+            now=now,
         )
         try:
             with self._one_at_a_time:
@@ -218,17 +250,43 @@ class Gateway:
         except Exception as e:  # what API Gateway does with any authorizer failure
             if str(e) == UNAUTHORIZED:
                 return Answer(
-                    401, {"message": UNAUTHORIZED}, "unauthorized", "UnauthorizedException", "(no usable token or key)"
+                    401,
+                    {"message": UNAUTHORIZED},
+                    "unauthorized",
+                    "UnauthorizedException",
+                    "(no usable token or key)",
                 )
             log.exception("the authorizer failed")
-            return Answer(500, {"message": None}, "error", "AuthorizerConfigurationException", f"({e})")
+            return Answer(
+                500,
+                {"message": None},
+                "error",
+                "AuthorizerConfigurationException",
+                f"({e})",
+            )
 
         # API Gateway hands the authorizer's context on as strings: $context.authorizer.<key>.
         context = {key: str(value) for key, value in (answer.get("context") or {}).items()}
         if effect != "Allow":
             reason = context.get("reason", "")
             message = EXPLICIT_DENY if effect == "Deny" else IMPLICIT_DENY
-            return Answer(403, {"message": message, "reason": reason}, "deny", "AccessDeniedException", reason, context)
+            return Answer(
+                403,
+                {"message": message, "reason": reason},
+                "deny",
+                "AccessDeniedException",
+                reason,
+                context,
+            )
+        if (method, resource_path) == FAILING_ROUTE:  # charged, then the integration fails
+            return Answer(
+                500,
+                {"message": "Internal server error"},
+                "failed",
+                "InternalServerErrorException",
+                "",
+                context,
+            )
         # The integration: the template's MOCK, which echoes the authorizer's context.
         body = {
             "customer": context.get("customerId", ""),
@@ -258,7 +316,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("x-amzn-RequestId", answer.request_id)
         if answer.error_type:
             self.send_header("x-amzn-ErrorType", answer.error_type)
         self.end_headers()
@@ -292,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8010)
     parser.add_argument("--api-id", default="demoapi01", help="the API id in methodArn (a product's API id)")
     parser.add_argument("--stage", default="local")
+    parser.add_argument("--access-log", metavar="FILE", help="append each call's access-log line (JSON) to FILE")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -307,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         log.error("the authorizer is not configured: %s", e)
         return 2
-    server = GatewayServer(Gateway(api_id=args.api_id, stage=args.stage), args.host, args.port)
+    gateway = Gateway(api_id=args.api_id, stage=args.stage)
+    if args.access_log:
+        gateway.access_log = appender(args.access_log)
+    server = GatewayServer(gateway, args.host, args.port)
     log.info(
         "API Gateway stand-in listening on %s%s (API id %s, stage %s): each call goes through "
         "authorizer.handler.lambda_handler as a REQUEST event (mirror table %s), result caching off",

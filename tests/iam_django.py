@@ -105,7 +105,34 @@ def cancel() -> dict:
     return {"status": response.status_code, "body": response.json()}
 
 
+def failed_call() -> dict:
+    """A failed call's access-log line, through the Lambda entry point Zappa hands subscription events to."""
+    import base64
+    import gzip
+
+    from creditportal.lambda_entry import application
+
+    customer = Customer.objects.get()
+    line = {
+        "requestId": "0f1e2d3c-iam-failed-call",
+        "status": "504",
+        "route": "GET /hello",
+        "customerId": customer.public_id,
+        "product": "weather",
+        "cost": "1",
+        "credentialId": Credential.objects.get().client_id,
+    }
+    batch = {
+        "messageType": "DATA_MESSAGE",
+        "logGroup": "/creditportal/dev/api-access",
+        "logEvents": [{"id": "1", "timestamp": 0, "message": json.dumps(line)}],
+    }
+    event = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(batch).encode())).decode()}}
+    return {"counts": application(event, None)}
+
+
 STEPS = {
+    "failed_call": failed_call,
     "routes": routes,
     "purchase": purchase,
     "rotate": rotate,

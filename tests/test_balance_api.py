@@ -95,8 +95,24 @@ def test_it_shows_the_customers_balances_per_product(client, alice_credits):
     assert response.json() == {
         "customer": alice_credits.public_id,
         "balances": [
-            {"product": "maps", "name": "Maps API", "granted": 50, "used": 0, "remaining": 50},
-            {"product": "weather", "name": "Weather API", "granted": 100, "used": 7, "remaining": 93},
+            {
+                "product": "maps",
+                "name": "Maps API",
+                "granted": 50,
+                "used": 0,
+                "remaining": 50,
+                "credited_back_calls": 0,
+                "credited_back": 0,
+            },
+            {
+                "product": "weather",
+                "name": "Weather API",
+                "granted": 100,
+                "used": 7,
+                "remaining": 93,
+                "credited_back_calls": 0,
+                "credited_back": 0,
+            },
         ],
     }
 
@@ -115,7 +131,17 @@ def test_alice_never_sees_bobs_balances(client, alice_credits, bob_credits, jwt_
     assert [(b["product"], b["granted"]) for b in alices["balances"]] == [("maps", 50), ("weather", 100)]
     assert bobs == {
         "customer": bob_credits.public_id,
-        "balances": [{"product": "weather", "name": "Weather API", "granted": 3, "used": 0, "remaining": 3}],
+        "balances": [
+            {
+                "product": "weather",
+                "name": "Weather API",
+                "granted": 3,
+                "used": 0,
+                "remaining": 3,
+                "credited_back_calls": 0,
+                "credited_back": 0,
+            }
+        ],
     }
     # A token with bob's sub but alice's credential is refused, not answered for either.
     assert_refused(balance(client, mint(alice_credits, jwt_keys, sub=bob_credits.public_id)), "no known client")

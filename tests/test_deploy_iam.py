@@ -4,7 +4,7 @@ Each role's policies, read from the template, become an IAM user on a moto
 server that enforces IAM on actions and resources (tests/iam.py). The real
 code runs with that user's key in a process of its own: the Django function's
 doors (upsert_product, the Zapier webhook with its email through django-ses,
-the services, sync_usage, sync_mirror into an empty table, sync_mirror --check)
+the services, sync_usage, a failed call credited back through the Lambda entry point, sync_mirror into an empty table, sync_mirror --check)
 and authorizer decisions, with a token and with an API key. Every call moto refused fails the test, and so
 does every grant that none of the calls needed. What the Lambda runtime does
 for a function (its logs) is proved here too; Zappa's remote_env read is proved
@@ -139,25 +139,31 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     decision = authorizer_decide(stack, event)
     assert (decision["context"]["remaining"], decision["context"]["credentialId"]) == (3, key_id), decision
 
-    # Django: the spend comes back; then the mirror is rebuilt from nothing and checked.
-    assert "2 credit(s) of usage recorded" in django(stack, "sync_usage")["sync_usage"]["out"]
+    # Django: the spend comes back, and a failed call is credited back (its balance item rewritten after
+    # the commit); then the mirror is rebuilt from nothing and checked.
+    done = django(stack, "sync_usage", "failed_call")
+    assert "2 credit(s) of usage recorded" in done["sync_usage"]["out"]
+    assert (done["failed_call"]["counts"]["refunded"], done["failed_call"]["counts"]["credits"]) == (1, 1)
+    assert mirror_item(stack, f"CUSTOMER#{customer.public_id}", "PRODUCT#weather")["granted"] == {"N": "6"}
     stack.create_mirror_table()
     done = django(stack, "sync_mirror", "check")
     assert "no drift" in done["check"]["out"], done["check"]
     rebuilt = mirror_item(stack, f"CUSTOMER#{customer.public_id}", "PRODUCT#weather")
-    assert (rebuilt["granted"], rebuilt["used"]) == ({"N": "5"}, {"N": "2"})
+    assert (rebuilt["granted"], rebuilt["used"]) == ({"N": "6"}, {"N": "2"})
     assert mirror_item(stack, f"API#{API_ID}", "ROUTE")["product"] == {"S": "weather"}
 
     assert mirror_item(stack, f"KEY#{key_hash(key)}", "KEY")["key_id"] == {"S": key_id}
     assert Balance.objects.get().used == 2
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).count() == 1
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.FAILED_CALL).get().request_id == "0f1e2d3c-iam-failed-call"
     assert Purchase.objects.get().email_status == Purchase.EmailStatus.SENT
     assert not MirrorOutbox.objects.exists()
     assert stack.moto.client("ses", stack.admin).get_send_quota()["SentLast24Hours"] >= 1
 
     # Django: the order is cancelled through Shopify's door: what the gate spent is read, the rest taken back.
     done = django(stack, "cancel")
-    assert (done["cancel"]["status"], done["cancel"]["body"]["credits_taken"]) == (200, 3), done["cancel"]
+    # 4: of the 6 granted (5 bought, 1 failed call credited back) 2 were spent.
+    assert (done["cancel"]["status"], done["cancel"]["body"]["credits_taken"]) == (200, 4), done["cancel"]
     assert mirror_item(stack, f"CUSTOMER#{customer.public_id}", "PRODUCT#weather")["granted"] == {"N": "2"}
 
     # Each role: every call allowed, every grant of its code's statements used.

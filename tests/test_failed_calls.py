@@ -333,3 +333,78 @@ def test_the_database_refuses_a_second_entry_for_a_request_and_one_without_a_req
         LedgerEntry.objects.create(
             customer=alice, product=weather, kind=LedgerEntry.Kind.PURCHASE, amount=1, request_id="r-2"
         )
+
+
+def test_the_balance_api_and_the_portal_show_the_calls_credited_back_per_product(client, alice, bob, funded):
+    from django.urls import reverse
+
+    from tests.test_balance_api import balance, get_token
+
+    weather, maps = funded["weather"], funded["maps"]
+    credits_grant(customer=bob, product=weather, amount=5)
+    lines = [
+        access_line(alice, weather),
+        access_line(alice, weather),
+        access_line(alice, maps),
+        access_line(bob, weather),
+    ]
+    failed_calls_event_record(cloudwatch_event(lines))
+
+    response = balance(client, get_token(client, alice))
+    assert response.status_code == 200
+    figures = {
+        b["product"]: (b["granted"], b["credited_back_calls"], b["credited_back"]) for b in response.json()["balances"]
+    }
+    assert figures == {"weather": (12, 2, 2), "maps": (12, 1, 2)}  # bob's refund is bob's
+
+    client.force_login(alice.user)
+    page = client.get(reverse("account_dashboard"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "2 failed calls credited back (2 credits, in Granted)" in text
+    assert "1 failed call credited back (2 credits, in Granted)" in text
+
+
+def test_admin_shows_the_credited_back_calls_in_the_ledger_and_finds_one_by_request_id(client, staff, alice, funded):
+    from django.urls import reverse
+
+    weather = funded["weather"]
+    failed_calls_event_record(cloudwatch_event([access_line(alice, weather, request_id="req-in-admin", status=504)]))
+    client.force_login(staff)
+    url = reverse("admin:ledger_ledgerentry_changelist")
+
+    listed = client.get(url, {"kind__exact": "failed_call"})
+    assert listed.status_code == 200
+    text = listed.content.decode()
+    assert "Failed call credited back" in text and "504 GET /hello" in text
+    found = client.get(url, {"q": "req-in-admin"})
+    assert found.context["cl"].result_count == 1
+    entry = refunds().get()
+    page = client.get(reverse("admin:ledger_ledgerentry_change", args=[entry.pk]))
+    assert page.status_code == 200 and "req-in-admin" in page.content.decode()
+
+
+def test_a_product_turned_off_in_admin_credits_nothing_back(client, staff, alice, funded):
+    from django.urls import reverse
+
+    from tests.conftest import admin_form_data
+
+    weather = funded["weather"]
+    client.force_login(staff)
+    url = reverse("admin:ledger_product_change", args=[weather.pk])
+    data = admin_form_data(client, url)
+    assert (data["refund_failed_calls"], data["refund_statuses"]) == ("on", "500-599")
+    del data["refund_failed_calls"]  # the box unticked
+    assert client.post(url, data).status_code == 302
+    weather.refresh_from_db()
+    assert weather.refund_failed_calls is False
+
+    counts = failed_calls_event_record(cloudwatch_event([access_line(alice, weather)]))
+    assert (counts.refunded, counts.skip_reasons) == (0, {"refunds_off": 1})
+
+    data = admin_form_data(client, url)
+    data.update(refund_failed_calls="on", refund_statuses="599-500")
+    refused = client.post(url, data)
+    assert refused.status_code == 200 and "only failed calls&#x27; statuses, 500-599" in refused.content.decode()
+    weather.refresh_from_db()
+    assert weather.refund_failed_calls is False

@@ -112,7 +112,17 @@ def test_a_purchase_pays_for_exactly_its_calls_through_the_gateway_and_a_second_
     assert seen.status_code == 200
     assert seen.json() == {
         "customer": customer.public_id,
-        "balances": [{"product": "demo-api", "name": "Demo API", "granted": 3, "used": 3, "remaining": 0}],
+        "balances": [
+            {
+                "product": "demo-api",
+                "name": "Demo API",
+                "granted": 3,
+                "used": 3,
+                "remaining": 0,
+                "credited_back_calls": 0,
+                "credited_back": 0,
+            }
+        ],
     }
     assert LedgerEntry.objects.filter(customer=customer, kind=LedgerEntry.Kind.USAGE).count() == 1
 

@@ -493,6 +493,9 @@ class Context:
 
 answers = []
 for path in paths:
+    if isinstance(path, dict):  # an event as it is (a CloudWatch Logs subscription's)
+        answers.append({"result": handler.lambda_handler(path, Context())})
+        continue
     event = {
         "resource": "/{proxy+}", "path": path, "httpMethod": "GET",
         "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"},
@@ -512,7 +515,7 @@ print("REPORT " + json.dumps({"answers": answers, "django": django.__file__, "se
 """
 
 
-def invoke_zappa(package: Path, runtime: Path, paths: list[str], **aws: str) -> subprocess.CompletedProcess:
+def invoke_zappa(package: Path, runtime: Path, paths: list, **aws: str) -> subprocess.CompletedProcess:
     # Lambda's environment: credentials from the role, the region; secrets only through remote_env.
     env = {
         "PATH": os.environ["PATH"],
@@ -576,6 +579,28 @@ def test_the_package_refuses_to_start_without_its_secrets(zappa_unzipped, lambda
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "must be set when DJANGO_DEBUG is off" in result.stderr
+
+
+def test_zappas_handler_gives_a_cloudwatch_logs_event_to_the_failed_calls_entry_and_http_to_django(
+    zappa_unzipped, lambda_runtime, aws
+):
+    """zappa_settings.json's app_function: Zappa hands a subscription event (Powertools' sample, two lines
+    that are not access-log lines) to creditportal.lambda_entry, and still serves HTTP through Django."""
+    bucket, key = zappa_stage("dev")["remote_env"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(remote_env_values()).encode())
+    event = json.loads((ROOT / "tests" / "events" / "cloudwatch_logs_powertools.json").read_text())
+
+    result = invoke_zappa(zappa_unzipped, lambda_runtime, [event, "/admin/login/"])
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REPORT "))[7:])
+    logs, login = report["answers"]
+    assert logs == {
+        "result": {"refunded": 0, "credits": 0, "skipped": 2, "already_refunded": 0, "skip_reasons": {"malformed": 2}}
+    }
+    assert login["status"] == 200, login
 
 
 def test_the_package_reads_its_remote_env_with_djangos_role(zappa_unzipped, lambda_runtime, iam_stack):

@@ -4,9 +4,11 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from io import StringIO
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
@@ -31,6 +33,7 @@ from local.stack import (
     wait_until_answering,
     wait_until_listening,
 )
+from local.subscription import AccessLogSubscription
 
 STAGE = "local"
 STEPS = 7
@@ -49,7 +52,8 @@ class Command(BaseCommand):
     help = (
         "The whole stack locally, for development (`make run`): a moto server for DynamoDB and SES, "
         "migrations, the mirror table, demo data, Django (runserver), a stand-in for API Gateway that sends "
-        "each call through the real authorizer, and sync_usage every few seconds. Ctrl-C stops it all."
+        "each call through the real authorizer and logs it, failed calls credited back within a second, and "
+        "sync_usage every few seconds. Ctrl-C stops it all."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -184,6 +188,9 @@ class Command(BaseCommand):
         call_command("sync_mirror", stdout=sys.stdout)
         self._done()
 
+        # The stage's access log; its failed calls go to the refunds as CloudWatch Logs would send them.
+        self.access_log = Path(tempfile.mkdtemp(prefix="creditportal-")) / "api-access.log"
+        self.subscription = AccessLogSubscription(self.access_log, log_group=f"/creditportal/{STAGE}/api-access")
         self._begin(f"Django on {self.django_url}, API Gateway stand-in on {self.gateway_url}")
         runserver = [python, "manage.py", "runserver", f"{host}:{ports['Django']}"]
         django = self._child(
@@ -203,6 +210,8 @@ class Command(BaseCommand):
                 PRODUCT_API_ID,
                 "--stage",
                 STAGE,
+                "--access-log",
+                str(self.access_log),
             ],
             env=gateway_environ(os.environ, authorizer_settings()),
         )
@@ -225,6 +234,8 @@ class Command(BaseCommand):
             f"  admin     {self.django_url}/admin/     demo staff {demo.staff_email} / {demo.staff_password}",
             f"  API       {self.django_url}/api/token/  /api/balance/  /api/purchases/zapier/ (Bearer {webhook_secret})",
             f"  gateway   {self.gateway_url}/{STAGE}/hello   API Gateway stand-in -> authorizer -> {demo.product.slug}",
+            f"            {self.gateway_url}/{STAGE}/fail    charged, then 500: credited back within a second",
+            f"  log       {self.access_log}   the stage's access log (JSON lines)",
             f"  moto      {self.moto_url}   DynamoDB table {settings.MIRROR_TABLE}, SES (read the mail: make mailbox)",
             f"  usage     sync_usage every {every:g} s (production: every minute)"
             if every
@@ -241,9 +252,10 @@ class Command(BaseCommand):
             self.stdout.flush()
 
     def _watch(self) -> None:
-        """Run sync_usage every --sync-every seconds; stop when a part exits."""
+        """Run sync_usage every --sync-every seconds, the failed calls' refunds every second; stop when a part exits."""
         every = self.options["sync_every"]
         next_sync = time.monotonic() + every
+        next_refunds = time.monotonic()
         while True:
             for child in self.children:
                 if child.exit_code is not None:
@@ -251,7 +263,25 @@ class Command(BaseCommand):
             if every and time.monotonic() >= next_sync:
                 self._sync()
                 next_sync = time.monotonic() + every
+            if time.monotonic() >= next_refunds:
+                self._refunds()
+                next_refunds = time.monotonic() + 1
             time.sleep(0.2)
+
+    def _refunds(self) -> None:
+        """The access log's new failed calls, to the Lambda's entry point (local/subscription.py)."""
+        try:
+            results = self.subscription.poll()
+        except Exception as e:  # noqa: BLE001 - reported; the lines are not read again (CloudWatch would retry)
+            self._write("refunds", f"failed: {e}")
+            return
+        for r in results:
+            skipped = f", skipped {r['skipped']} {r['skip_reasons']}" if r["skipped"] else ""
+            self._write(
+                "refunds",
+                f"{r['refunded']} failed call(s) credited back ({r['credits']} credits), "
+                f"{r['already_refunded']} already{skipped}",
+            )
 
     def _sync(self) -> None:
         out = StringIO()
