@@ -195,3 +195,84 @@ def test_snapstart_and_provisioned_concurrency_cannot_be_asked_for_together(temp
             {"Fn::Equals": [{"Ref": "AuthorizerProvisionedConcurrency"}, "0"]},
         ]
     }
+
+
+# --- Failed calls cost nothing (issue 15) ---
+
+
+def test_the_metered_stage_logs_each_call_in_the_format_the_refunds_read(resources):
+    from ledger.failed_calls import FailedCall, Skip, failed_call_parse
+    from local.access_log import ACCESS_LOG_FORMAT, access_log_line
+
+    setting = resources["ExampleStage"]["Properties"]["AccessLogSetting"]
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
+    assert "\n" not in setting["Format"]  # one line per call
+    assert json.loads(setting["Format"]) == ACCESS_LOG_FORMAT  # what the local stand-in writes
+    group = resources["AccessLogGroup"]["Properties"]
+    assert group["LogGroupName"] == {"Fn::Sub": "/creditportal/${Stage}/api-access"}
+
+    # Filled in as API Gateway fills it in: a call the gate charged 2, whose integration timed out.
+    values = {
+        "$context.requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        "$context.requestTime": "03/Dec/2026:17:20:00 +0000",
+        "$context.status": "504",
+        "$context.httpMethod": "GET",
+        "$context.resourcePath": "/hello",
+        "$context.authorizer.customerId": "cus_abc",
+        "$context.authorizer.product": "weather",
+        "$context.authorizer.cost": "2",
+        "$context.authorizer.credentialId": "cli_abc",
+    }
+    assert failed_call_parse(access_log_line(values)) == FailedCall(
+        request_id="c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        status=504,
+        customer_id="cus_abc",
+        product="weather",
+        cost=2,
+        credential_id="cli_abc",
+        route="GET /hello",
+    )
+    # The authorizer itself failed (500, no Allow): API Gateway writes `-` for its context; nothing was spent.
+    unauthorized = {k: v for k, v in values.items() if "authorizer" not in k} | {"$context.status": "500"}
+    with pytest.raises(Skip) as skipped:
+        failed_call_parse(access_log_line(unauthorized))
+    assert skipped.value.reason == "not_charged"
+
+
+def test_the_failed_calls_go_to_zappas_function_once_it_is_deployed(template, resources):
+    function = {
+        "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:creditportal-${Stage}"
+    }
+    assert template["Conditions"]["RecordsFailedCalls"] == {"Fn::Equals": [{"Ref": "DjangoFunctionDeployed"}, "true"]}
+    assert template["Parameters"]["DjangoFunctionDeployed"]["Default"] == "false"  # Zappa deploys after the stack
+    subscription = resources["FailedCallsSubscription"]
+    assert (subscription["Condition"], subscription["DependsOn"]) == ("RecordsFailedCalls", "FailedCallsPermission")
+    assert subscription["Properties"]["LogGroupName"] == {"Ref": "AccessLogGroup"}
+    assert subscription["Properties"]["DestinationArn"] == function
+    assert subscription["Properties"]["FilterPattern"] == "{ $.status = 5* }"  # the function re-checks each line
+    permission = resources["FailedCallsPermission"]
+    assert permission["Condition"] == "RecordsFailedCalls"
+    assert permission["Properties"] == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": function,
+        "Principal": "logs.amazonaws.com",
+        "SourceArn": {"Fn::GetAtt": ["AccessLogGroup", "Arn"]},
+        "SourceAccount": {"Ref": "AWS::AccountId"},
+    }
+    # Zappa hands a CloudWatch Logs event to app_function, which answers HTTP as Django too.
+    settings = json.loads((ROOT / "zappa_settings.json").read_text())
+    assert settings["dev"]["app_function"] == "creditportal.lambda_entry.application"
+    assert settings["dev"]["django_settings"] == "creditportal.settings"
+
+
+def test_api_gateway_may_write_the_access_log_group_and_nothing_else(resources):
+    role = resources["ApiGatewayLogsRole"]
+    assert role["Condition"] == "MakesApiGatewayLogsRole"
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "apigateway.amazonaws.com"
+    }
+    by_sid = {s["Sid"]: s for s in statements(role)}
+    assert by_sid["AccessLogs"]["Resource"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
+    assert actions(by_sid["AccessLogs"]) == {"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}
+    assert actions(by_sid["FindTheGroup"]) == {"logs:DescribeLogGroups"}
+    assert resources["ExampleStage"]["DependsOn"] == "ApiGatewayAccount"

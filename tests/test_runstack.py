@@ -149,14 +149,24 @@ def test_it_runs_every_part_serves_a_call_through_the_gateway_syncs_it_and_stops
     assert called.status_code == 200, called.text
     assert called.json()["product"] == "demo-api"
     assert called.json()["remaining"] == str(CUSTOMER_REMAINING - 1)  # what the demo left, less this call
+    # The failing route: charged, then 500; its access-log line reaches the refunds within seconds.
+    failed = requests.get(f"{stack.url('gateway')}/local/fail", headers=auth, timeout=30)
+    assert (failed.status_code, failed.json()) == (500, {"message": "Internal server error"})
+    stack.wait_for(r"refunds \| 1 failed call\(s\) credited back \(1 credits\), 0 already$", timeout=15)
+    again = requests.get(f"{stack.url('gateway')}/local/hello", headers=auth, timeout=30)
+    assert again.json()["remaining"] == str(CUSTOMER_REMAINING - 2)  # the failed call's credit is spendable again
 
-    deadline, used = time.monotonic() + 30, None
-    while time.monotonic() < deadline and used != sum(DAILY_USAGE) + 1:  # sync_usage runs every second here
+    deadline, balance = time.monotonic() + 30, {}
+    while time.monotonic() < deadline and balance.get("used") != sum(DAILY_USAGE) + 3:  # sync_usage: every second
         [balance] = requests.get(f"{stack.url('django')}/api/balance/", headers=auth, timeout=30).json()["balances"]
-        used = balance["used"]
         time.sleep(0.5)
-    assert used == sum(DAILY_USAGE) + 1  # the demo's two weeks, and this call
-    stack.wait_for(r"sync \| .*1 credit\(s\) of usage recorded")
+    # The demo's two weeks and these three calls; the failed one credited back.
+    assert (balance["used"], balance["credited_back_calls"], balance["remaining"]) == (
+        sum(DAILY_USAGE) + 3,
+        1,
+        CUSTOMER_REMAINING - 2,
+    )
+    stack.wait_for(r"sync \| .*credit\(s\) of usage recorded")
 
     family = descendants(stack.process.pid)
     assert len(family) >= 4  # moto, the gateway, runserver and its autoreloaded child
