@@ -88,6 +88,9 @@ class Balance:
     spent: int = 0  # what the gate spent: the mirror's `used`
     recorded: int = 0  # the ledger's usage (sync_usage brings `spent` here)
     delivered: View | None = None  # what the mirror holds; None: no item yet
+    # A change committed since the item's last write, whose own write never happened: the item's
+    # version is behind Postgres' even where nothing the gate reads differs (a second suspension).
+    pending: bool = False
     allowed_stale: int = 0  # calls allowed from a stale item (the kill window), for the report
 
 
@@ -101,6 +104,7 @@ class Line:
     product: str  # what the store named: a slug, or a ref no product has (unmatched)
     quantity: int
     granted: bool  # False: stored unmatched for staff
+    answer: dict | None = None  # the webhook's first answer (None: delivered by a process that was killed)
 
 
 @dataclass
@@ -153,15 +157,23 @@ class Model:
         )
 
     def stale(self) -> list[tuple[str, str]]:
-        return [key for key, b in self.balances.items() if b.delivered != self.truth(*key)]
+        return [key for key, b in self.balances.items() if b.pending or b.delivered != self.truth(*key)]
 
     # --- the mirror's writes ---------------------------------------------------------------------
 
     def written(self, keys) -> None:
         """These items were written after a commit (if the endpoint was up to take the write)."""
-        if self.mirror_up:
-            for key in keys:
-                self.balances[key].delivered = self.truth(*key)
+        if not self.mirror_up:
+            self.lost(keys)
+            return
+        for key in keys:
+            self.balances[key].delivered = self.truth(*key)
+            self.balances[key].pending = False
+
+    def lost(self, keys) -> None:
+        """These items' writes never happened (the process died after its commit, or the endpoint was down)."""
+        for key in keys:
+            self.balances[key].pending = True
 
     def of_customer(self, email: str) -> list[tuple[str, str]]:
         return [key for key in self.balances if key[0] == email]
@@ -173,6 +185,7 @@ class Model:
         """A scheduled run (sync_usage, sync_mirror) wrote every item from Postgres."""
         for key in self.balances:
             self.balances[key].delivered = self.truth(*key)
+            self.balances[key].pending = False
 
     def usage_synced(self) -> None:
         for b in self.balances.values():
