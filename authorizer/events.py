@@ -17,6 +17,8 @@ down to what the gate needs: where the token is, and which API was called.
 from collections.abc import Mapping
 from typing import Any
 
+from authorizer.routes import Call
+
 
 class BadEvent(Exception):
     """Not an API Gateway authorizer event this gate understands."""
@@ -28,6 +30,17 @@ def api_id_from_arn(arn: str) -> str | None:
     if len(parts) != 6 or parts[2] != "execute-api":
         return None
     return parts[5].split("/", 1)[0] or None
+
+
+def call_from_arn(arn: str) -> Call | None:
+    """The method and concrete path in `.../<api id>/<stage>/<method>/<path>`."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6:
+        return None
+    pieces = parts[5].split("/", 3)
+    if len(pieces) < 3 or not pieces[2]:
+        return None
+    return Call.from_path(pieces[2], "/" + (pieces[3] if len(pieces) > 3 else ""))
 
 
 def _one(values: list[str]) -> str | None:
@@ -50,6 +63,11 @@ class AuthorizerEvent:
     @property
     def api_id(self) -> str | None:
         return api_id_from_arn(self.arn)
+
+    @property
+    def call(self) -> Call | None:
+        """The called route, to price the call by (authorizer/routes.py); None when the event does not say."""
+        return call_from_arn(self.arn)
 
     def header(self, name: str) -> str | None:
         """A header's value, whatever the case of its name."""
@@ -89,6 +107,14 @@ class RequestEvent(AuthorizerEvent):
     def arn(self) -> str:
         return self.raw.get("methodArn") or ""
 
+    @property
+    def call(self) -> Call | None:
+        # API Gateway's resource template (`/jobs/{id}`) and the request's method.
+        method, resource = self.raw.get("httpMethod"), self.raw.get("resource")
+        if isinstance(method, str) and isinstance(resource, str):
+            return Call.from_template(method, resource)
+        return call_from_arn(self.arn)
+
     def _lookup(self, single_key: str, multi_key: str, name: str, fold_case: bool) -> str | None:
         wanted = name.lower() if fold_case else name
         values: list[str] = []
@@ -122,6 +148,21 @@ class HttpApiEvent(AuthorizerEvent):
         if context_id and arn_id and context_id != arn_id:
             return None  # the event contradicts itself: route nowhere
         return context_id or arn_id
+
+    @property
+    def call(self) -> Call | None:
+        # The route's path from `routeKey` ("GET /jobs/{id}"), the request's own method; the
+        # `$default` route has no path of its own: the request's path, then.
+        http = (self.raw.get("requestContext") or {}).get("http") or {}
+        route_key = self.raw.get("routeKey")
+        if not isinstance(route_key, str):
+            return call_from_arn(self.arn)
+        route_method, _, route_path = route_key.partition(" ")
+        method = http.get("method") if isinstance(http.get("method"), str) else route_method
+        if route_key == "$default":
+            path = self.raw.get("rawPath") or http.get("path")
+            return Call.from_path(method, path) if isinstance(path, str) and method else None
+        return Call.from_template(method, route_path) if method else None
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()

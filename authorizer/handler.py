@@ -1,11 +1,12 @@
 """The Lambda authorizer: `authorizer.handler.lambda_handler`.
 
 Per call: find the token, verify it, find the product the called API serves,
-check the token covers it, then spend the product's cost with one conditional
+check the token covers it, then spend the called route's cost with one conditional
 `UpdateItem` on the mirror. Answers:
 
 * allowed: REST -> an IAM policy allowing exactly the called method, `principalId`
-  = the customer, context `customerId`, `product`, `remaining`, `credentialId`, `cost`;
+  = the customer, context `customerId`, `product`, `remaining`, `credentialId`, `cost`
+  (what the called route cost, authorizer/routes.py);
   HTTP API -> `{"isAuthorized": true, "context": {...}}`.
 * refused for a valid token (no credits, suspended, revoked, other product,
   unknown API, internal error): REST -> a Deny policy with `context.reason`
@@ -168,12 +169,14 @@ def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
     if isinstance(caller, KeyHolder) and caller.revoked:
         return deny(KEY_REVOKED)
     try:
-        product = rt.gate.product_for(view.api_id)
+        route = rt.gate.resolve(view.api_id)
+        product = route.product
         if product is None:
             return deny(UNKNOWN_API)
         if not caller.covers(product):
             return deny(PRODUCT_NOT_IN_KEY if is_key else PRODUCT_NOT_IN_TOKEN)
-        spend = rt.gate.spend(caller, product)
+        call = view.call
+        spend = rt.gate.spend(caller, product, cost=route.prices.cost(call), api_id=view.api_id, call=call)
     except Exception:
         logger.exception("internal error: the call is denied")
         return deny(INTERNAL_ERROR)

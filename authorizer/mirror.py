@@ -6,9 +6,18 @@ One DynamoDB table (`MIRROR_TABLE`), key `pk` (S, hash) + `sk` (S, range):
 Balance item, one per (customer, product):
     pk = "CUSTOMER#<customer public id>", sk = "PRODUCT#<product slug>"
     granted         N     credits granted, from the ledger            (Django)
-    cost            N     credits one call costs                      (Django)
-    ceiling         N     granted - cost: a call is allowed while
+    cost            N     credits a call costs that no priced route
+                          matches: the product's default              (Django)
+    ceiling         N     granted - cost: such a call is allowed while
                           used <= ceiling (conditions do no arithmetic) (Django)
+    ceilings        M     {"<c>": N granted - c} for each distinct cost
+                          c > 0 of the product's priced routes: a call
+                          of cost c is allowed while used <= ceilings.<c>
+                          (one threshold per cost: with calls of several
+                          costs at once, nothing is spent past granted,
+                          and a call is refused only when fewer than its
+                          cost remain); rewritten with every change of
+                          granted or of the route prices              (Django)
     active          BOOL  the customer is active (not suspended)      (Django)
     product_active  BOOL  the product is on sale                      (Django)
     creds           M     {client_id: N secret_version} of the
@@ -25,6 +34,10 @@ Balance item, one per (customer, product):
 Route item, one per API Gateway API id:
     pk = "API#<api id>", sk = "ROUTE"
     product         S     the product slug the API serves
+    routes          M     {"METHOD /path": N cost}: the product's route
+                          prices (authorizer/routes.py: `ANY`, {param},
+                          {proxy+}; the most specific match wins; no
+                          match: the balance item's `cost`)           (Django)
     version         N     the product's version                       (Django)
 
 Key item, one per API key (revoked ones too):
@@ -42,7 +55,13 @@ Django writes with `SET ... used = if_not_exists(used, :u)` under the
 condition `attribute_not_exists(version) OR version < :v`; the authorizer
 spends with one `UpdateItem`: `SET used = used + cost` under the condition
 that the customer and product are active, the token's credential version is
-the one in `creds`, and `used <= ceiling`.
+the one in `creds`, and `used <= ceiling`; for a priced route of cost c,
+`SET used = used + :c` under the same checks and `used <= ceilings.<c>`, and for
+a free route (cost 0) the same checks alone.
+
+Route prices change at the gate once its cached route item expires (AUTHORIZER_ROUTE_TTL): a
+cached cost the balance item has no ceiling for any more makes the gate read the route item again
+(authorizer/gate.py), and a call is denied `prices_changing` while the two disagree.
 
 Keys here are in the low-level (typed) form that botocore clients take.
 """
@@ -57,6 +76,8 @@ GRANTED = "granted"
 USED = "used"
 COST = "cost"
 CEILING = "ceiling"
+CEILINGS = "ceilings"
+ROUTES = "routes"
 ACTIVE = "active"
 PRODUCT_ACTIVE = "product_active"
 CREDS = "creds"
@@ -76,8 +97,8 @@ KEY_PREFIX = "KEY#"  # key item pk: KEY#<sha256 of the key, hex>
 KEY_SK = "KEY"  # key item sk
 
 # What Django owns and writes, in this order (everything but `used`, which is the authorizer's).
-BALANCE_OWNED = (GRANTED, COST, CEILING, ACTIVE, PRODUCT_ACTIVE, CREDS, VERSION)
-ROUTE_OWNED = (PRODUCT, VERSION)
+BALANCE_OWNED = (GRANTED, COST, CEILING, CEILINGS, ACTIVE, PRODUCT_ACTIVE, CREDS, VERSION)
+ROUTE_OWNED = (PRODUCT, ROUTES, VERSION)
 KEY_OWNED = (KEY_ID, CUSTOMER, PRODUCTS, REVOKED, VERSION)
 
 TABLE_DEFINITION = {

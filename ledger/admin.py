@@ -11,7 +11,7 @@ from django.utils.text import Truncator
 
 from creditportal.paginator import EstimatedCountPaginator
 from ledger import admin_customer  # noqa: F401 - the customer page's ledger side (registers it)
-from ledger.forms import PurchaseApplyForm
+from ledger.forms import ProductAdminForm, PurchaseApplyForm
 from ledger.models import (
     Balance,
     DriftCheck,
@@ -25,6 +25,7 @@ from ledger.models import (
 )
 from ledger.overview.exports import CsvExportMixin
 from ledger.overview.selectors import LOW_PERCENT, balances_running_low
+from ledger.route_prices import route_prices_lines
 from ledger.services import mirror_outbox_add, purchase_apply, purchase_email_resend
 from ledger.store.admin import RefundLineInline
 
@@ -55,7 +56,8 @@ class ProductAdmin(admin.ModelAdmin):
     """Products are edited here as well as by `upsert_product`: each edit the gate sees is
     handed to the mirror's outbox in the admin's transaction (written after it commits)."""
 
-    list_display = ["slug", "name", "active", "cost_per_call", "api_ids", "skus"]
+    form = ProductAdminForm
+    list_display = ["slug", "name", "active", "cost_per_call", "route_prices", "api_ids", "skus"]
     list_filter = ["active", "refund_failed_calls"]
     search_fields = ["slug", "name", "skus__sku", "=variants__variant_id", "apis__api_id"]
     prepopulated_fields = {"slug": ["name"]}
@@ -94,6 +96,10 @@ class ProductAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         mirror_outbox_add(api_ids=ProductApi.objects.filter(product__in=queryset).values_list("api_id", flat=True))
         super().delete_queryset(request, queryset)
+
+    @admin.display(description="route prices")
+    def route_prices(self, product: Product) -> str:
+        return ", ".join(route_prices_lines(product.routes)) or "-"
 
     @admin.display(description="API ids")
     def api_ids(self, product: Product) -> str:

@@ -1,6 +1,9 @@
+from typing import Any
+
 from django import forms
 
 from ledger.models import Product
+from ledger.route_prices import route_prices_lines, route_prices_parse
 
 
 class CreditsAdjustForm(forms.Form):
@@ -48,3 +51,30 @@ class PurchaseApplyForm(forms.Form):
         empty_label="Pick the product these credits are for",
         help_text="The credits are granted now, once; a new buyer gets the welcome email with credentials.",
     )
+
+
+class ProductAdminForm(forms.ModelForm):
+    """The product's admin form; its route prices as lines of `METHOD /path=COST`, as upsert_product takes them."""
+
+    routes = forms.CharField(
+        label="Route prices",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 60, "placeholder": "POST /jobs=10\nGET /health=0"}),
+        help_text=(
+            "One route a line, METHOD /path=COST: the method or ANY, the path as API Gateway writes it "
+            "({id}, and last {proxy+}). The most specific match wins; a call no route matches costs the "
+            "cost per call. 0 is free (the caller still needs a valid token and a balance)."
+        ),
+    )
+
+    class Meta:
+        model = Product
+        fields = ["slug", "name", "active", "cost_per_call", "routes", "refund_failed_calls", "refund_statuses"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["routes"] = "\n".join(route_prices_lines(self.instance.routes or {}))
+
+    def clean_routes(self) -> dict[str, int]:
+        return route_prices_parse(self.cleaned_data["routes"].splitlines())

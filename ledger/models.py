@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from creditportal.versioned import Versioned
+from ledger.route_prices import route_table_check
 
 
 def refund_statuses_parse(text: str) -> frozenset[int]:
@@ -54,6 +55,8 @@ class Product(Versioned):
         validators=[refund_statuses_validate],
         help_text="Statuses from 500-599: numbers and ranges, comma separated (e.g. 502-504 or 500,503).",
     )
+    # {"METHOD /path": cost}: the routes priced otherwise than cost_per_call (ledger/route_prices.py).
+    routes = models.JSONField("route prices", default=dict, blank=True)
 
     class Meta:
         ordering = ["slug"]
@@ -73,6 +76,12 @@ class Product(Versioned):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        if not isinstance(self.routes, dict):
+            raise ValidationError({"routes": "The route prices are a table of METHOD /path: cost."})
+        try:
+            self.routes = route_table_check(self.routes)
+        except ValidationError as e:
+            raise ValidationError({"routes": e.messages}) from e
         if not self._state.adding:
             self._slug_change_check(Product.objects.filter(pk=self.pk).values_list("slug", flat=True).first())
 

@@ -19,6 +19,7 @@ from ledger.emails import purchase_credits_added_message, purchase_welcome_messa
 from ledger.low_balance import low_balance_check
 from ledger.mirror.outbox import mirror_outbox_add as mirror_outbox_add  # accounts' services use it
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, ProductVariant, Purchase
+from ledger.route_prices import route_table_check
 from ledger.selectors import product_by_ref
 from ledger.store.packs import packs_set, packs_wanted
 
@@ -125,19 +126,23 @@ def product_upsert(
     active: bool | None = None,
     refund_failed_calls: bool | None = None,
     refund_statuses: str | None = None,
+    routes: dict[str, int] | None = None,
 ) -> tuple[Product, bool]:
     """Declare a product: create it, or bring it to what is given. Running it twice changes nothing.
 
     `api_ids`, `skus` and `variants` (Shopify variant ids), when given, become the product's whole
     set. A SKU or variant is `"RB-100:100"` (100 credits per unit; `"RB-100"` is 1) or a mapping
-    {sku: credits per unit}.
+    {sku: credits per unit}. `routes` ({"POST /jobs": 10}, ledger/route_prices.py), when given, is
+    its whole route table.
     Returns the product and whether anything changed.
     """
     product = Product.objects.select_for_update().filter(slug=slug).first()
     created = changed = product is None
     if product is None:
         product = Product(slug=slug)
-    given = {"refund_failed_calls": refund_failed_calls, "refund_statuses": refund_statuses}  # failed_calls.py
+    if routes is not None:
+        routes = route_table_check(routes)
+    given = {"refund_failed_calls": refund_failed_calls, "refund_statuses": refund_statuses, "routes": routes}
     for field, value in [("name", name), ("cost_per_call", cost_per_call), ("active", active), *given.items()]:
         if value is not None and getattr(product, field) != value:
             setattr(product, field, value)
@@ -145,7 +150,7 @@ def product_upsert(
     if changed:
         product.full_clean()
         product.save()
-        if not created:  # its balance items carry cost, on sale and the version; its routes the version
+        if not created:  # its balance items carry cost, ceilings, on sale and the version; its routes prices too
             mirror_outbox_add(products=[product])
     if api_ids is not None:
         have = set(ProductApi.objects.filter(product=product).values_list("api_id", flat=True))

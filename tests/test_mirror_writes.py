@@ -42,6 +42,7 @@ def test_a_grant_writes_the_balance_item_once_the_transaction_commits(
         "used": 0,
         "cost": 1,
         "ceiling": 99,
+        "ceilings": {},  # no route prices
         "active": True,
         "product_active": True,
         "creds": {alice.credential.client_id: 1},
@@ -178,7 +179,7 @@ def test_routes_follow_api_ids_edited_or_deleted_one_by_one(
     with django_capture_on_commit_callbacks(execute=True):
         product_change(client, weather, {})  # saved as it was
     weather.refresh_from_db()
-    assert mirror.route("wthr000001") == {"product": "weather", "version": weather.version}
+    assert mirror.route("wthr000001") == {"product": "weather", "routes": {}, "version": weather.version}
 
     with django_capture_on_commit_callbacks(execute=True):
         product_change(client, weather, {"apis-0-api_id": "wthr000009"})

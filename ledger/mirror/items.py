@@ -18,6 +18,7 @@ from accounts.models import ApiKey, Credential
 from authorizer import mirror as m
 from authorizer.keys import KEY_VERSION
 from ledger.models import Balance, Product
+from ledger.route_prices import route_costs
 
 Key = tuple[str, str]  # (pk, sk) of an item, as plain strings
 
@@ -94,6 +95,9 @@ def balance_owned(balance: Balance) -> dict[str, Any]:
         m.GRANTED: balance.granted,
         m.COST: cost,
         m.CEILING: balance.granted - cost,
+        # One threshold per route cost (conditions do no arithmetic): a call of cost c is allowed
+        # while used <= granted - c. Follows every change of granted (grant, refund, adjustment).
+        m.CEILINGS: {str(c): balance.granted - c for c in route_costs(product.routes)},
         m.ACTIVE: customer.is_active,
         m.PRODUCT_ACTIVE: product.active,
         m.CREDS: _creds(customer, product),
@@ -119,7 +123,7 @@ def balance_values(balance: Balance) -> dict[str, Any]:
 
 def route_owned(product: Product) -> dict[str, Any]:
     """The attributes of a route item to `product` (m.ROUTE_OWNED), as plain values."""
-    return {m.PRODUCT: product.slug, m.VERSION: product.version}
+    return {m.PRODUCT: product.slug, m.ROUTES: dict(product.routes), m.VERSION: product.version}
 
 
 def route_item(api_id: str, product: Product) -> dict[str, Any]:

@@ -125,13 +125,15 @@ def balance_item(
     product_active: bool = True,
     creds: dict[str, int],
     version: int = 1,
+    route_costs: tuple[int, ...] = (),
 ) -> dict:
-    """A balance item as Django writes it (typed, for put_item)."""
+    """A balance item as Django writes it (typed, for put_item); `route_costs`: the product's route prices' costs."""
     return mirror.balance_key(customer, product) | {
         mirror.GRANTED: {"N": str(granted)},
         mirror.USED: {"N": str(used)},
         mirror.COST: {"N": str(cost)},
         mirror.CEILING: {"N": str(granted - cost)},
+        mirror.CEILINGS: {"M": {str(c): {"N": str(granted - c)} for c in set(route_costs) if c > 0}},
         mirror.ACTIVE: {"BOOL": active},
         mirror.PRODUCT_ACTIVE: {"BOOL": product_active},
         mirror.CREDS: {"M": {cid: {"N": str(v)} for cid, v in creds.items()}},
@@ -139,8 +141,13 @@ def balance_item(
     }
 
 
-def route_item(api_id: str, product: str, version: int = 1) -> dict:
-    return mirror.route_key(api_id) | {mirror.PRODUCT: {"S": product}, mirror.VERSION: {"N": str(version)}}
+def route_item(api_id: str, product: str, version: int = 1, routes: dict[str, int] | None = None) -> dict:
+    """A route item as Django writes it; `routes`: the product's route prices ({"POST /jobs": 10})."""
+    return mirror.route_key(api_id) | {
+        mirror.PRODUCT: {"S": product},
+        mirror.ROUTES: {"M": {route: {"N": str(cost)} for route, cost in (routes or {}).items()}},
+        mirror.VERSION: {"N": str(version)},
+    }
 
 
 def key_item(key: str, *, key_id: str, customer: str, products: tuple[str, ...] = (), revoked: bool = False) -> dict:
@@ -170,6 +177,26 @@ def key_event(kind: str, key: str, *, how: str = "x-api-key", api_id: str = EVEN
     else:
         event["headers"]["x-api-key"] = key
         event["identitySource"] = [key]
+    return event
+
+
+def called(
+    kind: str, method: str, template: str, path: str, *, token: str = "tok.en.value", api_id: str = "wthr000001"
+) -> dict:
+    """The sample event of `kind`, for a request `method path` that API Gateway routed to `template`
+    (the REST resource or HTTP API route path) — each kind carries what AWS documents it carries."""
+    event = load_event(kind, token=token, api_id=api_id)
+    arn = f"arn:aws:execute-api:us-east-1:123456789012:{api_id}"
+    if kind == "rest_token":  # only the method ARN: the concrete path
+        event["methodArn"] = f"{arn}/prod/{method}{path}"
+    elif kind == "rest_request":
+        event.update(methodArn=f"{arn}/test/{method}{path}", resource=template, path=path, httpMethod=method)
+        event["requestContext"].update(resourcePath=template, httpMethod=method, path=f"/test{path}")
+    else:
+        route_key = "$default" if template == "$default" else f"{method} {template}"
+        event.update(routeArn=f"{arn}/$default/{method}{path}", routeKey=route_key, rawPath=path)
+        event["requestContext"].update(routeKey=route_key)
+        event["requestContext"]["http"].update(method=method, path=path)
     return event
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from authorizer.gate import Route
 from authorizer.mirror import balance_key
 from tests.authorizer.support import (
     EVENT_KINDS,
@@ -268,13 +269,15 @@ def test_an_unknown_api_is_remembered_briefly_too(authorizer, alice_weather, req
     assert requests_sent == ["GetItem"]
 
 
-def test_a_pinned_product_needs_no_route(authorizer, mirror_items, monkeypatch):
+def test_a_pinned_product_needs_no_route_and_reads_the_apis_prices_once(authorizer, mirror_items, monkeypatch):
     monkeypatch.setenv("AUTHORIZER_PRODUCT", "weather")
     authorizer.reset()
     sent = RequestCounter(authorizer.runtime().gate.client).operations
     mirror_items.put(balance_item(customer="cus_alice", product="weather", granted=10, creds={"cli_alice": 1}))
     assert answer(authorizer, "http_api_v2", alice_token(), api_id="anyapi0001") == expected_allow("http_api_v2", 9)
-    assert sent == ["UpdateItem"]
+    assert answer(authorizer, "http_api_v2", alice_token(), api_id="anyapi0001") == expected_allow("http_api_v2", 8)
+    # No route item: no route prices, and that is remembered as long as a route would be.
+    assert sent == ["GetItem", "UpdateItem", "UpdateItem"]
 
 
 def _closed_port() -> int:
@@ -368,8 +371,10 @@ def test_a_spend_that_times_out_is_denied_and_never_sent_twice(authorizer, alice
     thread.start()
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
-        monkeypatch.setenv("AUTHORIZER_PRODUCT", "weather")  # no route lookup: the spend alone
+        monkeypatch.setenv("AUTHORIZER_PRODUCT", "weather")
         authorizer.reset()
+        gate = authorizer.runtime().gate  # the API's route item (no route prices) as if read before: the spend alone
+        gate.route_put(WEATHER_API, Route(None), gate.clock() + 60)
         assert answer(authorizer, "rest_token", alice_token()) == expected_deny("rest_token", "internal_error")
     finally:
         stop.set()

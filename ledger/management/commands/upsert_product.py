@@ -1,13 +1,15 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ledger.route_prices import route_prices_parse
 from ledger.services import product_upsert
 
 
 class Command(BaseCommand):
     help = (
         "Create a product or bring it to what is given; running it again changes nothing. "
-        "--api-id, --sku and --variant-id, when given, replace the product's whole set."
+        "--api-id, --sku and --variant-id, when given, replace the product's whole set; --route, when given, "
+        "its whole route table (--no-routes: none, every call at --cost)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,6 +25,15 @@ class Command(BaseCommand):
             help="a Shopify variant id; :N credits per unit (default 1); repeat for several",
         )  # fmt: skip
         parser.add_argument("--cost", dest="cost_per_call", type=int, help="credits per call (default 1)")
+        routes = parser.add_mutually_exclusive_group()
+        routes.add_argument(
+            "--route",
+            dest="routes",
+            action="append",
+            metavar="'METHOD /path=COST'",
+            help="a route's own cost, e.g. 'POST /jobs=10', 'GET /health=0', 'ANY /files/{proxy+}=3'; repeat for several",
+        )
+        routes.add_argument("--no-routes", dest="routes", action="store_const", const=[], help="no route prices")
         state = parser.add_mutually_exclusive_group()
         state.add_argument("--active", dest="active", action="store_true", default=None)
         state.add_argument("--inactive", dest="active", action="store_false")
@@ -53,6 +64,7 @@ class Command(BaseCommand):
         active,
         refund_failed_calls,
         refund_statuses,
+        routes,
         **options,
     ) -> None:
         try:
@@ -66,6 +78,7 @@ class Command(BaseCommand):
                 active=active,
                 refund_failed_calls=refund_failed_calls,
                 refund_statuses=refund_statuses,
+                routes=None if routes is None else route_prices_parse(routes),
             )
         except ValidationError as e:
             raise CommandError("; ".join(e.messages)) from e
