@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ledger", "0012_spend_week_top_in_order"),
+        ("ledger", "0013_rollups_at_commit"),
     ]
 
     operations = [
