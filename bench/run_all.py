@@ -29,6 +29,7 @@ ORDER = [
     "admin_pages",
     "overview",
     "sync_mirror_scale",
+    "failed_call_refunds",
 ]
 
 INTRO = """# Benchmark results
