@@ -230,3 +230,46 @@ def test_its_answers_have_the_shape_of_the_templates_example_api():
     denied = Gateway(api_id="demoapi01", authorize=Recorder(policy("Deny", reason="credits_exhausted")))
     answer = denied.call(method="GET", target="/local/hello", headers=[("Authorization", "Bearer t")])
     assert body_keys(denied_response["ResponseTemplates"]["application/json"]) == set(answer.body)
+
+
+def test_every_call_writes_the_stages_access_log_line_and_the_failing_route_answers_500_after_an_allow():
+    lines: list[str] = []
+    allow = policy(
+        "Allow",
+        resource="arn:aws:execute-api:us-east-1:123456789012:demoapi01/local/GET/*",
+        customerId="cus_test",
+        product="demo-api",
+        remaining=4,
+        credentialId="cli_test",
+        cost=1,
+    )
+    gateway = Gateway(api_id="demoapi01", authorize=Recorder(allow))
+    gateway.access_log = lines.append
+    denied = Gateway(api_id="demoapi01", authorize=Recorder(policy("Deny", reason="credits_exhausted")))
+    denied.access_log = lines.append
+
+    ok = gateway.call(method="GET", target="/local/hello", headers=[("Authorization", "Bearer t")])
+    failed = gateway.call(method="GET", target="/local/fail", headers=[("Authorization", "Bearer t")])
+    refused = denied.call(method="GET", target="/local/fail", headers=[("Authorization", "Bearer t")])
+    missing = gateway.call(method="GET", target="/local/nothing", headers=[])
+
+    assert [a.status for a in (ok, failed, refused, missing)] == [200, 500, 403, 403]
+    assert failed.body == {"message": "Internal server error"}
+    logged = [json.loads(line) for line in lines]
+    assert [(line["status"], line["route"], line["cost"]) for line in logged] == [
+        ("200", "GET /hello", "1"),
+        ("500", "GET /fail", "1"),
+        ("403", "GET /fail", "-"),
+        ("403", "GET /nothing", "-"),
+    ]
+    assert logged[1] == {
+        "requestId": failed.request_id,
+        "requestTime": failed.request_time,
+        "status": "500",
+        "route": "GET /fail",
+        "customerId": "cus_test",
+        "product": "demo-api",
+        "cost": "1",
+        "credentialId": "cli_test",
+    }
+    assert len({line["requestId"] for line in logged}) == 4
