@@ -88,7 +88,7 @@ def api_key() -> dict:
 
 
 def cancel() -> dict:
-    """The order cancelled through Shopify's signed webhook: the gate's `used` read, the rest taken back."""
+    """The order cancelled through Shopify's signed webhook: the gate's item frozen, the rest taken back."""
     import base64
     import hashlib
     import hmac

@@ -160,7 +160,7 @@ def test_the_roles_allow_what_the_code_calls_and_nothing_more(iam_stack):
     assert not MirrorOutbox.objects.exists()
     assert stack.moto.client("ses", stack.admin).get_send_quota()["SentLast24Hours"] >= 1
 
-    # Django: the order is cancelled through Shopify's door: what the gate spent is read, the rest taken back.
+    # Django: the order is cancelled through Shopify's door: the gate's item frozen, the rest taken back.
     done = django(stack, "cancel")
     # 4: of the 6 granted (5 bought, 1 failed call credited back) 2 were spent.
     assert (done["cancel"]["status"], done["cancel"]["body"]["credits_taken"]) == (200, 4), done["cancel"]

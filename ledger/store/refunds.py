@@ -9,10 +9,15 @@ for staff: the balance never goes below zero. Idempotent by the store's refund i
 cancellation's is `cancelled:<order id>`), and under the order's lock, so a refund never runs
 beside the order's own delivery or another refund of it.
 
-"Spent" is what the gate has spent: its `used` is read from the mirror (consistent read) and
-what Postgres has not recorded yet is recorded as usage first. Calls the gate allows between
-that read and the mirror write after the commit (milliseconds) can still spend a credit being
-taken back; usage sync records them, and the gate refuses the next call.
+"Spent" is what the gate has spent. The refund first *freezes* the gate's item: one write sets its
+`ceiling` below any `used`, so the gate refuses the balance's calls from then on, and returns the
+item, whose `used` is now final; what Postgres has not recorded of it is recorded as usage. So no
+call can spend a credit being taken back, and no balance goes below zero. The write after the
+commit (the balance's new version) sets the item as Postgres then has it, which lifts the freeze:
+calls of that balance are refused for the few milliseconds of the refund's transaction. A
+take-back that rolls back writes the item back as Postgres still has it; a process that dies in
+between leaves it frozen (the customer spends less, never more) until `sync_mirror` rewrites it
+(the daily `sync_mirror --check` reports it).
 """
 
 import logging
@@ -53,25 +58,73 @@ class RefundRecorded:
         return sum(line.credits_spent for line in self.lines)
 
 
-def _gate_used(balance: Balance) -> int | None:
-    """What the gate has spent of this balance (its mirror item's `used`), or None without a mirror item."""
+def _gate_freeze(balance: Balance) -> int | None:
+    """Stop the gate spending this balance and return what it has spent: one conditional write sets the
+    item's `ceiling` below any `used` (the gate allows a call only while `used <= ceiling`) and returns
+    the item, whose `used` can no longer grow. The write after the commit (a new version) sets the
+    item as Postgres then has it. None: no mirror, or no item (the gate cannot spend it)."""
+    from botocore.exceptions import ClientError
+
     if not settings.MIRROR_ENABLED:
         return None
-    item = (
-        mirror_client()
-        .get_item(
+    try:
+        item = mirror_client().update_item(
             TableName=settings.MIRROR_TABLE,
             Key=m.balance_key(balance.customer.public_id, balance.product.slug),
-            ProjectionExpression="#used",
-            ExpressionAttributeNames={"#used": m.USED},
-            ConsistentRead=True,
+            UpdateExpression="SET #ceiling = :frozen",
+            ConditionExpression="attribute_exists(#pk)",
+            ExpressionAttributeNames={"#pk": m.PK, "#ceiling": m.CEILING},
+            ExpressionAttributeValues={":frozen": {"N": "-1"}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return None
+        raise
+    return int(plain(item[m.USED])) if m.USED in item else 0
+
+
+def _fences_undo(balance_ids: list[int]) -> None:
+    """The take-back rolled back: give the fenced items back what Postgres holds (at their same version).
+    If even that fails, the item only lets the customer spend less; `sync_mirror` repairs it."""
+    from ledger.mirror.items import balances_for_mirror
+    from ledger.mirror.writes import balance_write
+
+    try:
+        for balance in balances_for_mirror(Balance.objects.filter(pk__in=balance_ids)):
+            balance_write(mirror_client(), balance, force=True)
+    except Exception:
+        logger.exception("Balances %s: their fenced mirror items could not be restored", balance_ids)
+
+
+def _allocate(group: list[tuple[Purchase, int, int]], unspent: int) -> list[int]:
+    """Per claim, what can be taken back of `unspent`, in order."""
+    taken = []
+    for _, _, claimed in group:
+        taken.append(min(claimed, unspent))
+        unspent -= taken[-1]
+    return taken
+
+
+def _unspent(balance: Balance, refund: StoreRefund, fenced: list[int]) -> int:
+    """What the balance holds unspent, with the gate stopped and its spending recorded first."""
+    gate_used = _gate_freeze(balance)
+    if gate_used is not None:
+        fenced.append(balance.pk)
+    if gate_used is not None and gate_used > balance.used:
+        usage_record(
+            customer=balance.customer,
+            product=balance.product,
+            amount=gate_used - balance.used,
+            reason=f"gate: {gate_used} used in all (read before {refund})",
         )
-        .get("Item")
-    )
-    return None if item is None or m.USED not in item else int(plain(item[m.USED]))
+        balance.used = gate_used
+    return max(0, balance.granted - balance.used)
 
 
-def _take_back(refund: StoreRefund, claims: list[tuple[Purchase, int, int]], why: str) -> list[RefundLine]:
+def _take_back(
+    refund: StoreRefund, claims: list[tuple[Purchase, int, int]], why: str, fenced: list[int]
+) -> list[RefundLine]:
     """Take back `claimed` credits of each (purchase, units, claimed), as far as each balance holds them unspent."""
     by_balance: dict[tuple[int, int], list[tuple[Purchase, int, int]]] = defaultdict(list)
     lines = []
@@ -86,44 +139,31 @@ def _take_back(refund: StoreRefund, claims: list[tuple[Purchase, int, int]], why
             .select_related("customer", "product")
             .get(customer_id=customer_id, product_id=product_id)
         )
-        gate_used = _gate_used(balance)
-        if gate_used is not None and gate_used > balance.used:
-            usage_record(
-                customer=balance.customer,
-                product=balance.product,
-                amount=gate_used - balance.used,
-                reason=f"gate: {gate_used} used in all (read before {refund})",
-            )
-            balance.used = gate_used
-        unspent = max(0, balance.granted - balance.used)
-        taken_in_all = 0
-        for purchase, units, claimed in group:
-            taken = min(claimed, unspent)
-            unspent -= taken
-            taken_in_all += taken
+        taken = _allocate(group, _unspent(balance, refund, fenced))
+        for (purchase, units, claimed), took in zip(group, taken, strict=True):
             line = RefundLine(
                 refund=refund,
                 purchase=purchase,
                 quantity=units,
                 credits_claimed=claimed,
-                credits_taken=taken,
-                credits_spent=claimed - taken,
+                credits_taken=took,
+                credits_spent=claimed - took,
             )
-            if taken:
+            if took:
                 line.entry = LedgerEntry.objects.create(
                     customer_id=customer_id,
                     product_id=product_id,
                     kind=LedgerEntry.Kind.REFUND,
-                    amount=-taken,
+                    amount=-took,
                     purchase=purchase,
-                    reason=f"{why}: {taken} of {claimed} credits taken back"
-                    + (f", {claimed - taken} already spent" if claimed > taken else ""),
+                    reason=f"{why}: {took} of {claimed} credits taken back"
+                    + (f", {claimed - took} already spent" if claimed > took else ""),
                 )
             Purchase.objects.filter(pk=purchase.pk).update(credits_refunded=F("credits_refunded") + claimed)
             lines.append(line)
-        if taken_in_all:
+        if sum(taken) or balance.pk in fenced:  # a new version: the write after the commit unfreezes the item
             Balance.objects.filter(pk=balance.pk).update(
-                granted=F("granted") - taken_in_all, version=F("version") + 1, updated=timezone.now()
+                granted=F("granted") - sum(taken), version=F("version") + 1, updated=timezone.now()
             )
             mirror_outbox_add(balances=[balance])
     RefundLine.objects.bulk_create(lines)
@@ -160,13 +200,26 @@ def _finish(refund: StoreRefund, lines: list[RefundLine]) -> RefundRecorded:
     return RefundRecorded(refund=refund, created=True, lines=lines)
 
 
-@transaction.atomic
-def refund_record(
-    *, refund_id: str, order_id: str, lines: dict[str, int], note: str = "", payload: dict[str, Any] | None = None
-) -> RefundRecorded:
-    """A store refund of `lines` ({line item id: units}) of an order: their unspent credits taken back, once.
+def _fenced_atomic(take: Any) -> Any:
+    """Run `take(fenced=[...])` in a transaction; if it does not commit, un-fence the items it fenced."""
 
-    Lines we never recorded (another order's, or not sold through us) are ignored and logged."""
+    def run(**kwargs: Any) -> RefundRecorded:
+        fenced: list[int] = []
+        try:
+            with transaction.atomic():
+                return take(fenced=fenced, **kwargs)
+        except BaseException:
+            if fenced:  # rolled back (to its savepoint, inside a caller's transaction): Postgres is as it was
+                _fences_undo(fenced)
+            raise
+
+    return run
+
+
+def _refund_record(
+    *, refund_id: str, order_id: str, lines: dict[str, int], note: str = "", payload: dict[str, Any] | None = None,
+    fenced: list[int],
+) -> RefundRecorded:  # fmt: skip
     refund, created = _record(
         refund_id=refund_id, order_id=order_id, kind=StoreRefund.Kind.REFUND, reason=note, payload=payload or {}
     )
@@ -186,12 +239,12 @@ def refund_record(
             left = purchase.credits - purchase.credits_refunded
             claims.append((purchase, units, max(0, min(units * purchase.credits_per_unit, left))))
     why = f"Refund {refund_id} of order {order_id}"
-    return _finish(refund, _take_back(refund, claims, why))
+    return _finish(refund, _take_back(refund, claims, why, fenced))
 
 
-@transaction.atomic
-def order_cancel(*, order_id: str, reason: str = "", payload: dict[str, Any] | None = None) -> RefundRecorded:
-    """The order is cancelled: every unspent credit its lines still hold is taken back, once."""
+def _order_cancel(
+    *, order_id: str, reason: str = "", payload: dict[str, Any] | None = None, fenced: list[int]
+) -> RefundRecorded:
     refund, created = _record(
         refund_id=f"cancelled:{order_id}",
         order_id=order_id,
@@ -205,4 +258,26 @@ def order_cancel(*, order_id: str, reason: str = "", payload: dict[str, Any] | N
     purchases = list(Purchase.objects.select_for_update().filter(order_id=order_id).order_by("pk"))
     claims = [(p, p.quantity, max(0, p.credits - p.credits_refunded)) for p in purchases]
     why = f"Order {order_id} cancelled" + (f" ({reason})" if reason else "")
-    return _finish(refund, _take_back(refund, claims, why))
+    return _finish(refund, _take_back(refund, claims, why, fenced))
+
+
+_refund_take = _fenced_atomic(_refund_record)
+_cancel_take = _fenced_atomic(_order_cancel)
+
+
+def refund_record(
+    *, refund_id: str, order_id: str, lines: dict[str, int], note: str = "", payload: dict[str, Any] | None = None
+) -> RefundRecorded:
+    """A store refund of `lines` ({line item id: units}) of an order: their unspent credits taken back, once.
+
+    Lines we never recorded (another order's, or not sold through us) are ignored and logged."""
+    recorded: RefundRecorded = _refund_take(
+        refund_id=refund_id, order_id=order_id, lines=lines, note=note, payload=payload
+    )
+    return recorded
+
+
+def order_cancel(*, order_id: str, reason: str = "", payload: dict[str, Any] | None = None) -> RefundRecorded:
+    """The order is cancelled: every unspent credit its lines still hold is taken back, once."""
+    recorded: RefundRecorded = _cancel_take(order_id=order_id, reason=reason, payload=payload)
+    return recorded
