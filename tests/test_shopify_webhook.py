@@ -448,3 +448,19 @@ def test_concurrent_refunds_and_a_cancellation_never_take_back_more_than_the_lin
     assert {p.line_id: p.credits_refunded for p in Purchase.objects.filter(status="applied")} == {
         "466157049": 200, "518995019": 500,
     }  # fmt: skip
+
+
+def test_a_refund_of_credits_all_spent_takes_nothing_and_leaves_the_gate_as_it_was(shopify, packs, mirror, mailoutbox):
+    shopify("orders/paid", event("orders_paid"))
+    customer = Customer.objects.get()
+    mirror.spend(customer, packs["weather"], used=200)
+    mailoutbox.clear()
+
+    response = shopify("refunds/create", event("refunds_create"))
+
+    assert (response.json()["credits_taken"], response.json()["credits_spent"]) == (0, 100)
+    item = mirror.balance(customer, packs["weather"])
+    assert (item["granted"], item["used"], item["ceiling"]) == (200, 200, 199)  # the freeze lifted
+    assert balance(BUYER, "weather").remaining == 0
+    assert not [e for e in mailoutbox if "taken back" in e.subject]  # (the usage recorded may warn it runs low)
+    assert not LedgerEntry.objects.filter(kind="refund").exists()
