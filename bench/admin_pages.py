@@ -92,7 +92,8 @@ def _build_steps(size: Size, staff_password: str) -> list[tuple[str, str]]:
     first, last = _sql_array(FIRST_NAMES), _sql_array(LAST_NAMES)
     name = f"{first}[1 + g % {len(FIRST_NAMES)}] || ' ' || {last}[1 + (g / {len(FIRST_NAMES)}) % {len(LAST_NAMES)}]"
     products = ",".join(
-        f"({i}, 0, '{slug}', '{title}', true, {cost})" for i, (slug, title, cost) in enumerate(PRODUCTS, 1)
+        f"({i}, 0, '{slug}', '{title}', true, {cost}, true, '500-599')"
+        for i, (slug, title, cost) in enumerate(PRODUCTS, 1)
     )
     # Round 0: every customer buys weather (its purchase made the customer). Round 1:
     # every third customer also buys maps. Other rounds: usage of weather (1-3 credits),
@@ -108,7 +109,11 @@ def _build_steps(size: Size, staff_password: str) -> list[tuple[str, str]]:
             INSERT INTO accounts_user (id, password, is_superuser, email, name, is_staff, is_active, date_joined)
             VALUES (1, '{staff_password}', true, '{STAFF_EMAIL}', 'Bench Staff', true, true, now())""",
         ),
-        ("products", f"INSERT INTO ledger_product (id, version, slug, name, active, cost_per_call) VALUES {products}"),
+        (
+            "products",
+            "INSERT INTO ledger_product (id, version, slug, name, active, cost_per_call, refund_failed_calls,"
+            f" refund_statuses) VALUES {products}",
+        ),
         (
             "users",
             f"""
