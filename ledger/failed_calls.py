@@ -223,6 +223,13 @@ def _group_refund(*, customer_pk: int, product_pk: int, calls: list[FailedCall])
         request_id__in=[call.request_id for call in new], customer_id=customer_pk, product_id=product_pk
     ).values_list("amount", flat=True)
     amounts = list(inserted)
+    if len(amounts) < len(new):
+        logger.warning(
+            "Failed calls: %s request id(s) of %s's %s calls were credited to another balance meanwhile",
+            len(new) - len(amounts),
+            calls[0].customer_id,
+            calls[0].product,
+        )
     counts.already_refunded += len(new) - len(amounts)
     if not amounts:
         return counts

@@ -408,3 +408,15 @@ def test_a_product_turned_off_in_admin_credits_nothing_back(client, staff, alice
     assert refused.status_code == 200 and "only failed calls&#x27; statuses, 500-599" in refused.content.decode()
     weather.refresh_from_db()
     assert weather.refund_failed_calls is False
+
+
+def test_a_request_id_credited_to_one_customer_credits_no_other(alice, bob, funded):
+    weather = funded["weather"]
+    credits_grant(customer=bob, product=weather, amount=5)
+    failed_calls_event_record(cloudwatch_event([access_line(bob, weather, request_id="shared-1")]))
+
+    counts = failed_calls_event_record(cloudwatch_event([access_line(alice, weather, request_id="shared-1")]))
+
+    assert (counts.refunded, counts.already_refunded) == (0, 1)
+    assert list(refunds().values_list("customer__email", flat=True)) == [bob.email]
+    assert Balance.objects.get(customer=alice, product=weather).granted == 10
