@@ -36,6 +36,8 @@ def busy_month(staff, alice, bob, products, purchase):
         + [LedgerEntry(customer=bob, product=maps, kind="usage", amount=-(10 + (d * 13) % 30),
                        created=now - datetime.timedelta(days=d)) for d in range(1, 12)]
         + [LedgerEntry(customer=bob, product=maps, kind="refund", amount=-300, created=now - datetime.timedelta(days=4))]
+        + [LedgerEntry(customer=alice, product=weather, kind="failed_call", amount=3 + d % 4, request_id=f"req-{d}",
+                       created=now - datetime.timedelta(days=d)) for d in range(2, 30, 3)]
     )  # fmt: skip
     usage_record(customer=bob, product=weather, amount=95)  # 5 of 100 left: running low
     credits_adjust(customer=alice, product=weather, amount=-25, reason="outage", by=staff)
