@@ -16,6 +16,7 @@ parameter before a greedy one; then an exact method before `ANY`. No match: the 
 cost (the balance item's own `cost`).
 """
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,20 +128,29 @@ class Call:
     method: str
     segments: tuple[Segment, ...]
 
-    @classmethod
-    def from_template(cls, method: str, path: str) -> "Call | None":
+    @staticmethod
+    def from_template(method: str, path: str) -> "Call | None":
         """API Gateway's own resource or route path (`/jobs/{id}`); None when it is not one."""
-        try:
-            return cls(method.upper(), _segments(path, template=True))
-        except RouteError:
-            return None
+        return _template_call(method, path)
 
-    @classmethod
-    def from_path(cls, method: str, path: str) -> "Call | None":
+    @staticmethod
+    def from_path(method: str, path: str) -> "Call | None":
         """A concrete path (`/jobs/42`), every segment a literal."""
-        if not path.startswith("/"):
-            return None
-        return cls(method.upper(), _segments(path, template=False))
+        return _path_call(method, path)
+
+
+# A warm gate sees the same few routes again and again: each is parsed once (bounded).
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def _template_call(method: str, path: str) -> Call | None:
+    try:
+        return Call(method.upper(), _segments(path, template=True))
+    except RouteError:
+        return None
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def _path_call(method: str, path: str) -> Call | None:
+    return Call(method.upper(), _segments(path, template=False)) if path.startswith("/") else None
 
 
 class RouteTable:

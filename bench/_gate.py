@@ -12,11 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from authorizer import mirror
-from tests.authorizer.support import balance_item, gate_environ, key_event, load_event, mint, route_item
+from tests.authorizer.support import balance_item, called, gate_environ, key_event, load_event, mint, route_item
 
 TABLE = "creditportal-bench"
 API_ID = "wthr000001"
 CUSTOMER, CLIENT, PRODUCT = "cus_bench", "cli_bench", "weather"
+# The product's route prices (bench/_instant_dynamodb.py answers the same): the sample events'
+# routes (GET /request, GET /forecast) match none of them, so they cost the default.
+ROUTE_PRICES = {
+    "POST /jobs": 10,
+    "GET /jobs/{id}": 1,
+    "DELETE /jobs/{id}": 1,
+    "GET /health": 0,
+    "ANY /files/{proxy+}": 3,
+    "GET /files/public/{name}": 1,
+}
 BASE_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -62,11 +72,12 @@ def environ(endpoint: str, **extra) -> dict[str, str]:
 
 def prepare_table(client) -> None:
     client.create_table(TableName=TABLE, **mirror.TABLE_DEFINITION)
-    client.put_item(TableName=TABLE, Item=route_item(API_ID, PRODUCT))
+    client.put_item(TableName=TABLE, Item=route_item(API_ID, PRODUCT, routes=ROUTE_PRICES))
+    costs = tuple(ROUTE_PRICES.values())
     for customer in (CUSTOMER, "cus_raw"):
         client.put_item(
             TableName=TABLE,
-            Item=balance_item(customer=customer, product=PRODUCT, granted=10**12, creds={CLIENT: 1}),
+            Item=balance_item(customer=customer, product=PRODUCT, granted=10**12, creds={CLIENT: 1}, route_costs=costs),
         )
 
 
@@ -85,6 +96,27 @@ def token() -> str:
 
 def event(kind: str = "rest_request") -> dict:
     return load_event(kind, token=token(), api_id=API_ID)
+
+
+def priced_event(kind: str = "rest_request") -> dict:
+    """A call to a priced route: POST /jobs (10 credits)."""
+    return called(kind, "POST", "/jobs", "/jobs", token=token(), api_id=API_ID)
+
+
+def raw_priced_params(customer: str = "cus_raw", cost: int = 10) -> dict:
+    """One raw conditional UpdateItem of a priced route's shape, as the gate sends it (on another item)."""
+    from authorizer.gate import ROUTE_NAMES, ROUTE_SPEND_CONDITION, ROUTE_SPEND_UPDATE
+
+    return {
+        "TableName": TABLE,
+        "Key": mirror.balance_key(customer, PRODUCT),
+        "UpdateExpression": ROUTE_SPEND_UPDATE,
+        "ConditionExpression": ROUTE_SPEND_CONDITION,
+        "ExpressionAttributeNames": {**ROUTE_NAMES, "#cid": CLIENT, "#ceilings": mirror.CEILINGS, "#c": str(cost)},
+        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":ver": {"N": "1"}, ":cost": {"N": str(cost)}},
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
 
 
 def raw_update_params(customer: str = "cus_raw") -> dict:

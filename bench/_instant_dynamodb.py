@@ -4,7 +4,7 @@
 
 For the warm benchmark: against moto a request costs milliseconds of moto's
 own work, which hides what the client and the gate add. This answers
-`GetItem` with a route (or, for a key's `KEY#` item, with bench/_gate.py's API key) and
+`GetItem` with a route and its route prices (or, for a key's `KEY#` item, with bench/_gate.py's API key) and
 `UpdateItem` with a balance (`ALL_NEW`), in the
 JSON 1.0 protocol botocore speaks to DynamoDB, over keep-alive HTTP/1.1, in
 its own process. It counts nothing and stores nothing: the decision's
@@ -13,11 +13,25 @@ semantics are the tests' business (tests/authorizer, tests/test_gate.py).
 
 import json
 import sys
+
+# As bench/_gate.py's ROUTE_PRICES (this process imports nothing of the project).
+_ROUTE_PRICES = {
+    "POST /jobs": 10,
+    "GET /jobs/{id}": 1,
+    "DELETE /jobs/{id}": 1,
+    "GET /health": 0,
+    "ANY /files/{proxy+}": 3,
+    "GET /files/public/{name}": 1,
+}
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# The route item carries the product's route prices (bench/_gate.py's ROUTE_PRICES).
+ROUTES = {"M": {route: {"N": str(cost)} for route, cost in _ROUTE_PRICES.items()}}
 ANSWERS = {
-    "DynamoDB_20120810.GetItem": {"Item": {"product": {"S": "weather"}}},
-    "DynamoDB_20120810.UpdateItem": {"Attributes": {"granted": {"N": "1000000000000"}, "used": {"N": "1"}}},
+    "DynamoDB_20120810.GetItem": {"Item": {"product": {"S": "weather"}, "routes": ROUTES}},
+    "DynamoDB_20120810.UpdateItem": {
+        "Attributes": {"granted": {"N": "1000000000000"}, "used": {"N": "1"}, "cost": {"N": "1"}}
+    },
 }
 BODIES = {target: json.dumps(answer).encode() for target, answer in ANSWERS.items()}
 KEY_ITEM = json.dumps(

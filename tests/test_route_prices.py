@@ -122,6 +122,41 @@ def effect(answer: dict) -> str:
     return answer["policyDocument"]["Statement"][0]["Effect"]
 
 
+def test_sync_mirror_finds_and_repairs_lost_route_prices_and_ceilings(mirror, alice, committed):
+    from authorizer import mirror as m
+    from ledger.mirror.client import mirror_client
+
+    with committed():
+        weather, _ = product_upsert(
+            slug="weather", name="Weather API", api_ids=["wthr000001"], routes={"POST /jobs": 10}
+        )
+        credits_grant(customer=alice, product=weather, amount=30)
+    client = mirror_client()
+    client.update_item(  # both lost behind our back: the gate would charge POST /jobs the default
+        TableName=mirror.table,
+        Key=m.route_key("wthr000001"),
+        UpdateExpression="REMOVE #routes",
+        ExpressionAttributeNames={"#routes": m.ROUTES},
+    )
+    client.update_item(
+        TableName=mirror.table,
+        Key=m.balance_key(alice.public_id, "weather"),
+        UpdateExpression="SET #ceilings = :none",
+        ExpressionAttributeNames={"#ceilings": m.CEILINGS},
+        ExpressionAttributeValues={":none": {"M": {}}},
+    )
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("sync_mirror", "--check", stdout=out)
+    assert sorted(out.getvalue().splitlines()) == [
+        "API#wthr000001 ROUTE: routes is None in the mirror, {'POST /jobs': 10} in Postgres",
+        f"CUSTOMER#{alice.public_id} PRODUCT#weather: ceilings is {{}} in the mirror, {{'10': 20}} in Postgres",
+    ]
+    call_command("sync_mirror", stdout=io.StringIO(), stderr=io.StringIO())
+    assert mirror.route("wthr000001")["routes"] == {"POST /jobs": 10}
+    assert mirror.balance(alice, weather)["ceilings"] == {"10": 20}
+
+
 # --- At the gate: mixed costs against one balance, at once ---------------------------------------
 
 

@@ -138,7 +138,7 @@ def mirror_drift() -> list[str]:
         expected[key] = balance_owned(balance)
         floors[key] = balance.used
     for row in ProductApi.objects.select_related("product"):
-        expected[key_of(m.route_key(row.api_id))] = {m.PRODUCT: row.product.slug}
+        expected[key_of(m.route_key(row.api_id))] = {m.PRODUCT: row.product.slug, m.ROUTES: dict(row.product.routes)}
     for api_key in ApiKey.objects.select_related("customer"):
         expected[key_of(m.key_key(api_key.key_hash))] = key_owned(api_key)
 
