@@ -31,10 +31,20 @@ DETAIL = {
 FIELD_ERRORS = {
     "type": "object",
     "description": (
-        "Field errors: each field named, with its messages (`non_field_errors` for the body as a whole); "
-        "or `detail` when the body could not be read at all."
+        "Field errors: each field named, with its messages (`non_field_errors` for the body as a whole; a "
+        "list's by item index); or `detail` when the body could not be read at all."
     ),
-    "additionalProperties": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "string"},
+            {
+                "type": "object",
+                "description": "A list's errors, by the index of each item that is wrong.",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        ]
+    },
 }
 OAUTH_ERROR = {
     "type": "object",

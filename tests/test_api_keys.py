@@ -227,3 +227,17 @@ def test_sync_mirror_checks_and_repairs_key_items(client, held, mirror, products
     assert mirror_drift() == []
     assert key_item(live_key)["key_id"] == live.public_id
     assert key_item(gone_key)["revoked"] is True
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", "lone \ud800 surrogate"])
+def test_a_name_postgres_cannot_store_is_a_field_error(client, held, name):
+    response = client.post(
+        URL,
+        json.dumps({"name": name}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {get_token(client, held)}",
+    )
+
+    assert response.status_code == 400, response.content
+    assert "name" in response.json()
+    assert not ApiKey.objects.exists()

@@ -116,9 +116,15 @@ def strategies(operation, alice, token: str, zapier_secret: str, mode: Generatio
             generated, operation.as_strategy(generation_mode=mode, path_parameters={"key_id": real})
         ).flatmap(lambda case: st.sampled_from([(case, bearer), (case, {})]))
     if label == "POST /api/keys/":
+        # A key that works, and products a list's item errors answer for (by index: {"products": {"0": [...]}}).
+        chosen = st.sampled_from(
+            [{"products": ["maps"]}, {"products": ["bad slug!"]}, {"products": ["maps", "x" * 60]}]
+        )
         return st.one_of(
             generated,
-            operation.as_strategy(generation_mode=mode, body={"products": ["maps"]}, media_type="application/json"),
+            chosen.flatmap(
+                lambda body: operation.as_strategy(generation_mode=mode, body=body, media_type="application/json")
+            ),
         ).flatmap(lambda case: st.sampled_from([(case, bearer), (case, bearer), (case, {})]))
     return generated.flatmap(lambda case: st.sampled_from([(case, bearer), (case, {})]))
 
