@@ -1,6 +1,9 @@
 """The emails a purchase sends: built here from templates/emails/, sent by
 ledger.services.purchase_email_send after the purchase has committed."""
 
+from collections.abc import Sequence
+from types import SimpleNamespace
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -17,27 +20,43 @@ def _message(*, template: str, subject: str, to: str, context: dict) -> EmailMul
     return message
 
 
-def _context(purchase: Purchase) -> dict:
+def _context(purchase: Purchase, others: Sequence[Purchase] = ()) -> dict:
+    """What the templates show: the credits (`what`: "200 Weather API, 500 Maps API" for an order's
+    lines, in one email), each product's balance right after the grant, the lines' ids."""
     customer, product = purchase.customer, purchase.product
-    balance = purchase.remaining_after  # right after this purchase's grant: what the webhook answered too
-    if balance is None:
-        balance = Balance.objects.filter(customer=customer, product=product).values_list("remaining", flat=True).first()
+    lines = [purchase, *others]
+    balances: dict[int, SimpleNamespace] = {}
+    for line in lines:  # the last line of a product holds what its grant left
+        balances[line.product_id] = SimpleNamespace(product=line.product, remaining=line.remaining_after)  # type: ignore[index]
+    for balance in balances.values():
+        if balance.remaining is None:
+            balance.remaining = (
+                Balance.objects.filter(customer=customer, product=balance.product)
+                .values_list("remaining", flat=True)
+                .first()
+            ) or 0
     return {
         "customer": customer,
         "purchase": purchase,
         "product": product,
-        "remaining": balance or 0,
+        "what": _what(lines),
+        "balances": list(balances.values()),
+        "lines": ", ".join(line.line_id for line in lines) if others else "",
         "portal_url": settings.PORTAL_BASE_URL,
     }
 
 
+def _what(lines: Sequence[Purchase]) -> str:
+    return ", ".join(f"{line.credits} {line.product.name}" for line in lines)  # type: ignore[union-attr]
+
+
 def purchase_welcome_message(
-    *, purchase: Purchase, client_id: str, secret: str, reissued: bool
+    *, purchase: Purchase, client_id: str, secret: str, reissued: bool, others: Sequence[Purchase] = ()
 ) -> EmailMultiAlternatives:
     """The first purchase's email: the credentials (the only time the secret is sent), how
     to get a token, the balance, and a link to set a portal password."""
     context = {
-        **_context(purchase),
+        **_context(purchase, others),
         "client_id": client_id,
         "secret": secret,
         "reissued": reissued,
@@ -45,15 +64,14 @@ def purchase_welcome_message(
         "password_url": password_set_url(purchase.customer.user),
         "password_link_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
     }
-    subject = f"Your CreditPortal API credentials and {purchase.credits} {purchase.product.name} credits"
+    subject = f"Your CreditPortal API credentials and {context['what']} credits"
     if reissued:
         subject = "Your new CreditPortal API credentials (the previous secret no longer works)"
     return _message(template="purchase_welcome", subject=subject, to=purchase.customer.email, context=context)
 
 
-def purchase_credits_added_message(*, purchase: Purchase) -> EmailMultiAlternatives:
-    """A later purchase's email: what was added and the new balance; no secret."""
-    subject = f"{purchase.credits} {purchase.product.name} credits added to your CreditPortal account"
-    return _message(
-        template="purchase_credits_added", subject=subject, to=purchase.customer.email, context=_context(purchase)
-    )
+def purchase_credits_added_message(*, purchase: Purchase, others: Sequence[Purchase] = ()) -> EmailMultiAlternatives:
+    """A later purchase's email (an order's lines: one email): what was added and the new balances; no secret."""
+    context = _context(purchase, others)
+    subject = f"{context['what']} credits added to your CreditPortal account"
+    return _message(template="purchase_credits_added", subject=subject, to=purchase.customer.email, context=context)

@@ -361,6 +361,7 @@ def purchase_email_send(
     secret: str | None = None,
     reissued: bool = False,
     purchase: Purchase | None = None,
+    others: list[Purchase] | None = None,
 ) -> bool:
     """Send a purchase's email now (called after commit): the welcome email when
     given the credential's secret, else "credits added". Never raises: a failure
@@ -373,20 +374,22 @@ def purchase_email_send(
         if secret:
             if client_id is None:
                 raise ValueError("a welcome email needs the credential's client id")
-            message = purchase_welcome_message(purchase=purchase, client_id=client_id, secret=secret, reissued=reissued)
+            message = purchase_welcome_message(
+                purchase=purchase, client_id=client_id, secret=secret, reissued=reissued, others=others or ()
+            )
         else:
-            message = purchase_credits_added_message(purchase=purchase)
+            message = purchase_credits_added_message(purchase=purchase, others=others or ())
         message.send()
     except Exception as e:  # noqa: BLE001 - whatever broke, the purchase stands
         error = f"{type(e).__name__}: {e}"
         if secret:
             error = error.replace(secret, "[secret]")
-        Purchase.objects.filter(pk=purchase_id).update(
+        Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
             email_status=Purchase.EmailStatus.FAILED, email_error=error[:2000]
         )
         logger.error("Purchase %s: the %s email failed: %s", purchase_id, kind, error)
         return False
-    Purchase.objects.filter(pk=purchase_id).update(
+    Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
         email_status=Purchase.EmailStatus.SENT, email_error="", emailed=timezone.now()
     )
     logger.info("Purchase %s: %s email sent to %s", purchase, kind, _customer_of(purchase).email)

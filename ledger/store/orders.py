@@ -222,14 +222,15 @@ def order_record(*, order: StoreOrder) -> OrderRecorded:
         logger.info(
             "Purchase %s: %s %s credits for %s", purchase, purchase.credits, purchase.product, purchase.customer
         )
-        first = purchase is applied[0] and secret is not None
+    if applied:  # one email for the order's lines: the welcome email (with the secret) or "credits added"
         transaction.on_commit(
             partial(
                 purchase_email_send,
-                purchase_id=purchase.pk,
-                client_id=credential.client_id if first and credential else None,
-                secret=secret if first else None,
-                purchase=purchase,  # as recorded here, with its customer and product: not read again
+                purchase_id=applied[0].pk,
+                client_id=credential.client_id if credential else None,
+                secret=secret,
+                purchase=applied[0],  # as recorded here, with its customer and product: not read again
+                others=applied[1:],
             )
         )
     fresh = iter(new)
