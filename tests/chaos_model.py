@@ -52,12 +52,22 @@ class Customer:
         return {c.client_id: c.version for c in self.credentials if not c.revoked}
 
 
+# The route each sample event kind calls (tests/authorizer/events/): REST TOKEN's methodArn and the
+# HTTP API's routeKey say GET /forecast, the REST REQUEST event's resource GET /request.
+ROUTE_OF_KIND = {"rest_token": "GET /forecast", "http_api_v2": "GET /forecast", "rest_request": "GET /request"}
+
+
 @dataclass
 class Product:
     slug: str
     api_id: str
-    cost: int
+    cost: int  # the default: what a call no route price matches costs
+    routes: dict[str, int] = field(default_factory=dict)  # route prices (fixed for a run)
     active: bool = True
+
+    def cost_of(self, kind: str) -> int | None:
+        """The route price of this event kind's call; None: the item's default cost."""
+        return self.routes.get(ROUTE_OF_KIND[kind])
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class View:
     active: bool
     product_active: bool
     creds: tuple[tuple[str, int], ...]
+    route_costs: tuple[int, ...] = ()
 
     def owned(self) -> dict:
         """The item's attributes as ledger.mirror.items.balance_owned gives them (version aside)."""
@@ -76,6 +87,7 @@ class View:
             "granted": self.granted,
             "cost": self.cost,
             "ceiling": self.granted - self.cost,
+            "ceilings": {str(c): self.granted - c for c in self.route_costs},
             "active": self.active,
             "product_active": self.product_active,
             "creds": dict(self.creds),
@@ -103,8 +115,11 @@ class Line:
     email: str
     product: str  # what the store named: a slug, or a ref no product has (unmatched)
     quantity: int
-    granted: bool  # False: stored unmatched for staff
+    granted: bool  # False: stored for staff (unmatched, or a Shopify line no pack maps)
     answer: dict | None = None  # the webhook's first answer (None: delivered by a process that was killed)
+    credits: int = 0  # what it granted: units x the pack's credits per unit (Zapier, a slug: the quantity)
+    refunded: int = 0  # credits refunds and cancellations claimed of it (never more than `credits`)
+    status: str = "applied"
 
 
 @dataclass
@@ -121,6 +136,18 @@ class Decision:
     allow: bool
     reason: str | None = None
     remaining: int | None = None
+    cost: int | None = None  # what an allowed call spent
+
+
+@dataclass
+class Call:
+    """An allowed call, as the gateway's access log would name it if the API then failed."""
+
+    request_id: str
+    email: str
+    product: str
+    client_id: str
+    cost: int
 
 
 class Model:
@@ -133,6 +160,38 @@ class Model:
         self.retries: list[dict] = []  # deliveries that failed (500) and that the store sends again
         self.mirror_up = True
         self.routes_cached: set[str] = set()  # API ids the authorizer has resolved (its route cache)
+        self.calls: list[Call] = []  # every allowed call
+        self.credited: dict[str, int] = {}  # request id -> credits its failure was credited back with
+        self.refunds: dict[str, dict] = {}  # store refund id -> its first answer's figures
+
+    def take_back(self, claims: list[tuple[Line, int]]) -> tuple[int, int, list[tuple[str, str]]]:
+        """A store refund's or cancellation's take-back (ledger/store/refunds.py): (taken, spent, balances moved).
+
+        `claims`: (line, credits claimed), in the order the refund names them. Per balance, what the
+        gate spent is recorded first; then each claim takes what is unspent, never more."""
+        groups: dict[tuple[str, str], list[tuple[Line, int]]] = {}
+        for line, claimed in claims:
+            if line.granted and claimed > 0:
+                groups.setdefault((line.email, line.product), []).append((line, claimed))
+        taken_all = spent_all = 0
+        moved = []
+        for key, group in groups.items():
+            b = self.balances[key]
+            if b.delivered is not None:  # the gate's used, read from the mirror, recorded first
+                b.recorded = max(b.recorded, b.spent)
+            unspent = max(0, b.granted - b.recorded)
+            taken_here = 0
+            for line, claimed in group:
+                taken = min(claimed, unspent)
+                unspent -= taken
+                taken_here += taken
+                spent_all += claimed - taken
+                line.refunded += claimed
+            if taken_here:
+                b.granted -= taken_here
+                moved.append(key)
+            taken_all += taken_here
+        return taken_all, spent_all, moved
 
     # --- lookups --------------------------------------------------------------------------------
 
@@ -154,6 +213,7 @@ class Model:
             active=customer.active,
             product_active=product.active,
             creds=tuple(sorted(customer.live().items())),
+            route_costs=tuple(sorted({c for c in product.routes.values() if c > 0})),
         )
 
     def stale(self) -> list[tuple[str, str]]:
@@ -193,7 +253,7 @@ class Model:
 
     # --- the gate --------------------------------------------------------------------------------
 
-    def decide(self, token: Token, slug: str) -> Decision:
+    def decide(self, token: Token, slug: str, kind: str) -> Decision:
         """What authorizer.handler decides for this token calling `slug`'s API (authorizer/gate.py)."""
         api_id = self.products[slug].api_id
         if api_id not in self.routes_cached:
@@ -217,9 +277,11 @@ class Model:
             return Decision(False, CREDENTIAL_REVOKED)
         if creds[token.client_id] != token.version:
             return Decision(False, CREDENTIAL_ROTATED)
-        if b.spent + view.cost > view.granted:
+        price = self.products[slug].cost_of(kind)
+        cost = view.cost if price is None else price
+        if cost and b.spent + cost > view.granted:  # a free route needs no credits left
             return Decision(False, CREDITS_EXHAUSTED)
-        return Decision(True, remaining=view.granted - b.spent - view.cost)
+        return Decision(True, remaining=view.granted - b.spent - cost, cost=cost)
 
     def token_refusal(self, customer: Customer, credential: Credential) -> str | None:
         """Why POST /api/token/ refuses this credential (accounts/tokens.py), or None."""

@@ -64,12 +64,15 @@ from ledger.services import credits_adjust, product_upsert
 from tests import chaos_model as cm
 from tests.authorizer.support import EVENT_KINDS, load_event
 from tests.chaos_stack import Door, Killer, drop_connection_in_webhook
+from tests.chaos_store import PACK_ARGS, StoreRules
 from tests.conftest import ZAPIER_URL
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "0") or 0)
 STEPS = int(os.environ.get("CHAOS_STEPS", "40"))
-PRODUCTS = [("weather", "wthr000001", 1), ("maps", "maps000001", 2)]
-SLUGS = [slug for slug, _, _ in PRODUCTS]
+# slug, API id, default cost, route prices: weather's GET /forecast costs 3 and GET /request is free
+# (the sample events call those: chaos_model.ROUTE_OF_KIND), so calls of costs 0, 1, 2, 3 mix.
+PRODUCTS = [("weather", "wthr000001", 1, {"GET /forecast": 3, "GET /request": 0}), ("maps", "maps000001", 2, {})]
+SLUGS = [slug for slug, *_ in PRODUCTS]
 STATS: Counter = Counter()  # what the runs did, printed at the end (pytest -s)
 
 customer_index = st.integers(0, 7)
@@ -87,7 +90,7 @@ class Stack:
     reader: object  # a full DynamoDB client on the session's moto server (always up): the checks read here
 
 
-class CreditChaos(RuleBasedStateMachine):
+class CreditChaos(StoreRules, RuleBasedStateMachine):
     stack: Stack
 
     def __init__(self) -> None:
@@ -97,13 +100,16 @@ class CreditChaos(RuleBasedStateMachine):
             s.door.up()
         _empty_the_stack(s)
         self.staff = User.objects.create_user("staff@chaos.test", "staff password", name="Staff", is_staff=True)
-        for slug, api_id, cost in PRODUCTS:
+        for slug, api_id, cost, routes in PRODUCTS:
             product_upsert(
-                slug=slug, name=slug.title(), api_ids=[api_id], skus=[f"{slug.upper()}-1"], cost_per_call=cost
+                slug=slug, name=slug.title(), api_ids=[api_id], cost_per_call=cost, routes=routes, **PACK_ARGS[slug]
             )
-        self.model = cm.Model([cm.Product(slug, api_id, cost) for slug, api_id, cost in PRODUCTS])
+        self.model = cm.Model([cm.Product(slug, api_id, cost, dict(routes)) for slug, api_id, cost, routes in PRODUCTS])
         self.client = Client()
         self.orders = 0
+        self.shopify_serial = 0
+        self.shopify_orders: list[dict] = []  # orders/paid payloads sent
+        self.refund_payloads: list[dict] = []
         self.broken = True  # until the first check passes: teardown checks only a run that got so far
         STATS["runs"] += 1
 
@@ -135,7 +141,7 @@ class CreditChaos(RuleBasedStateMachine):
         assert response.status_code == 201, (response.status_code, response.content)
         b = self.model.balance(email, slug)
         b.granted += quantity
-        line = cm.Line(body["order_id"], "", email, slug, quantity, True, answer=response.json())
+        line = cm.Line(body["order_id"], "", email, slug, quantity, True, answer=response.json(), credits=quantity)
         self.model.lines[body["order_id"], ""] = line
         assert response.json()["remaining"] == b.granted - b.recorded, "the webhook's remaining is not the ledger's"
         self.model.written(self.model.of_customer(email) if new else [(email, slug)])
@@ -185,7 +191,7 @@ class CreditChaos(RuleBasedStateMachine):
     def redeliver(self, line, changed):
         """Zapier delivers a line again: the same (200, the first answer) or changed (409): nothing changes."""
         self.step("redelivery")
-        lines = list(self.model.lines.values())
+        lines = [ln for ln in self.model.lines.values() if not ln.line_id]  # the Zapier door's
         ln = lines[line % len(lines)]
         body = {"order_id": ln.order_id, "email": ln.email, "name": "", "product": ln.product}
         body["quantity"] = ln.quantity + (1 if changed else 0)
@@ -206,7 +212,7 @@ class CreditChaos(RuleBasedStateMachine):
         body = {"order_id": self.next_order(), "email": c.email, "name": "", "product": "GIFT-CARD", "quantity": 5}
         response = self.zapier(body)
         assert response.status_code == 202, (response.status_code, response.content)
-        line = cm.Line(body["order_id"], "", c.email, "GIFT-CARD", 5, False, answer=response.json())
+        line = cm.Line(body["order_id"], "", c.email, "GIFT-CARD", 5, False, answer=response.json(), status="unmatched")
         self.model.lines[body["order_id"], ""] = line
         note(f"{c.label} bought a gift card (order {body['order_id']}): stored unmatched, nothing granted")
 
@@ -368,7 +374,7 @@ class CreditChaos(RuleBasedStateMachine):
         api_id = self.model.products[product].api_id
         seen = []
         for _ in range(times):
-            expected = self.model.decide(t, product)
+            expected = self.model.decide(t, product, kind)
             allowed, context = _answer(
                 self.stack.handler.lambda_handler(load_event(kind, token=t.text, api_id=api_id), None)
             )
@@ -376,11 +382,13 @@ class CreditChaos(RuleBasedStateMachine):
             if allowed:
                 truth = self.model.truth(t.email, product)
                 fresh = b.delivered == truth
-                spent = b.spent + b.delivered.cost
-                # Invariant 1/10: never beyond what is granted (the mirror's grant; Postgres' unless the
-                # item is stale: a change whose write is still due).
-                assert spent <= b.delivered.granted, f"oversold: {spent} spent of {b.delivered.granted} granted"
-                assert not fresh or spent <= truth.granted, f"oversold: {spent} spent of {truth.granted} granted"
+                cost = context.get("cost", 1)
+                spent = b.spent + cost
+                # Invariants 1 and 10: a paid call never takes the spend beyond what is granted (the
+                # mirror's grant; Postgres' too unless the item is stale: a change whose write is due).
+                if cost:
+                    assert spent <= b.delivered.granted, f"oversold: {spent} spent of {b.delivered.granted} granted"
+                    assert not fresh or spent <= truth.granted, f"oversold: {spent} spent of {truth.granted} granted"
                 # Invariant 6: no call of a suspended customer or revoked/rotated credential once its
                 # change is in the mirror (written after its commit, or by the next scheduled run).
                 live = dict(truth.creds)
@@ -389,11 +397,14 @@ class CreditChaos(RuleBasedStateMachine):
                 if not fresh:
                     b.allowed_stale += 1
                     STATS["calls allowed from a stale item (a write still due)"] += 1
-            got = cm.Decision(allowed, context.get("reason"), context.get("remaining"))
+            got = cm.Decision(allowed, context.get("reason"), context.get("remaining"), context.get("cost"))
             assert got == expected, f"token {token} on {product}: gate {got}, model {expected}"
             if allowed:
                 assert context["customerId"] == c.public_id and context["product"] == product
-                b.spent += b.delivered.cost
+                b.spent += context["cost"]
+                self.model.calls.append(
+                    cm.Call(f"r{len(self.model.calls)}", t.email, product, t.client_id, context["cost"])
+                )
             seen.append("allow" if allowed else context["reason"])
             STATS[f"call: {'allow' if allowed else context['reason']}"] += 1
         note(f"{c.label} token {token} calls {product} x{times} ({kind}): {seen}")
@@ -479,7 +490,7 @@ class CreditChaos(RuleBasedStateMachine):
             else:
                 order = self.next_order()
                 command = {"order_id": order, "email": c.email, "product_ref": product, "quantity": amount}
-                self.model.lines[order, ""] = cm.Line(order, "", c.email, product, amount, True)
+                self.model.lines[order, ""] = cm.Line(order, "", c.email, product, amount, True, credits=amount)
             self.model.balance(c.email, product).granted += amount
         self.stack.killer.kill_mid_write({"what": what, **command}, done)
         self.model.lost(self.model.of_customer(c.email) if what in ("suspend", "revoke") else [(c.email, product)])
@@ -617,10 +628,15 @@ def _check(model: cm.Model, stack: Stack, client: Client, *, final: bool) -> Non
             assert key not in stale and b.recorded == b.spent, f"{key}: still stale or unsynced after sync_usage"
     assert len(items) == len([b for b in model.balances.values() if b.delivered]), "balance items the model never had"
 
-    # Every purchase line recorded once, granted exactly once; unmatched ones kept, granting nothing.
+    # Every purchase line recorded once, granted exactly once; others kept, granting nothing. Refunds
+    # never claimed more of a line than it granted (invariant 8).
     purchases = {
         (p.order_id, p.line_id): p
-        for p in Purchase.objects.annotate(grants=Count("entries"), credited=Sum("entries__amount"))
+        for p in Purchase.objects.annotate(
+            grants=Count("entries", filter=Q(entries__kind=LedgerEntry.Kind.PURCHASE)),
+            credited=Sum("entries__amount", filter=Q(entries__kind=LedgerEntry.Kind.PURCHASE)),
+            taken_back=Sum("entries__amount", filter=Q(entries__kind=LedgerEntry.Kind.REFUND), default=0),
+        )
     }
     assert set(purchases) == set(model.lines), (
         f"purchase lines in Postgres {sorted(set(purchases) ^ set(model.lines))} differ from the model's"
@@ -628,11 +644,22 @@ def _check(model: cm.Model, stack: Stack, client: Client, *, final: bool) -> Non
     for key, line in model.lines.items():
         p = purchases[key]
         if line.granted:
-            assert (p.status, p.grants, p.credited) == (Purchase.Status.APPLIED, 1, line.quantity), (
-                f"order line {key}: {p.grants} grant(s) of {p.credited}, not one of {line.quantity}"
+            assert (p.status, p.grants, p.credited) == (line.status, 1, line.credits), (
+                f"order line {key}: {p.grants} grant(s) of {p.credited}, not one of {line.credits}"
             )
+            assert p.credits_refunded == line.refunded <= line.credits, (
+                f"order line {key}: refunds claimed {p.credits_refunded} of its {line.credits} (model {line.refunded})"
+            )
+            assert -p.taken_back <= line.credits, f"order line {key}: {-p.taken_back} taken back of {line.credits}"
         else:
-            assert (p.status, p.grants) == (Purchase.Status.UNMATCHED, 0), f"order line {key}: {p.status}"
+            assert (p.status, p.grants) == (line.status, 0), f"order line {key}: {p.status}, {p.grants} grant(s)"
+
+    # Each failed call credited back once, with its cost (invariant 9).
+    credited = dict(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.FAILED_CALL).values_list("request_id", "amount"))
+    entries = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.FAILED_CALL).count()
+    assert entries == len(credited) and credited == model.credited, (
+        f"failed calls credited back: {entries} entries {credited}; the model {model.credited}"
+    )
 
     # The drift report names exactly the stale items (and nothing when none is).
     if model.mirror_up:
