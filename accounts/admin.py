@@ -10,8 +10,14 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from accounts.forms import CustomerEmailForm
-from accounts.models import Credential, Customer, User
-from accounts.services import customer_email_change, customer_reactivate, customer_suspend, user_deactivate
+from accounts.models import ApiKey, Credential, Customer, User
+from accounts.services import (
+    api_key_revoke,
+    customer_email_change,
+    customer_reactivate,
+    customer_suspend,
+    user_deactivate,
+)
 from creditportal.paginator import EstimatedCountPaginator
 from ledger.services import mirror_outbox_add
 
@@ -71,6 +77,55 @@ class CredentialInline(admin.TabularInline):
         return False
 
 
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["public_id", "name", "masked", "products", "created_by", "created", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "API keys (revoke them under API keys)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Staff see every key (never the key: only its hash is kept) and can revoke one, e.g. a leaked key."""
+
+    list_display = ["public_id", "customer", "name", "masked", "created", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=public_id", "customer__email", "=customer__public_id"]
+    list_select_related = ["customer"]
+    ordering = ["-created"]
+    fields = ["public_id", "customer", "name", "masked", "products", "created_by", "created", "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # keys are made by their customers, shown to them once
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the gate must hear of it
+
+    @admin.action(description="Revoke selected API keys (refused from their next call)", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset) -> None:
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key)
+            revoked += 1
+        self.message_user(request, f"{revoked} API key(s) revoked.", messages.SUCCESS)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_apikey")
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     class Media:
@@ -86,7 +141,7 @@ class CustomerAdmin(admin.ModelAdmin):
     fields = ["email", "name", "public_id", "status", "created", "user"]
     # The email changes through "Change email" (customer_email_change), with the login's.
     readonly_fields = ["email", "public_id", "status", "created", "user"]
-    inlines = [CredentialInline]
+    inlines = [CredentialInline, ApiKeyInline]
     actions = ["suspend", "reactivate"]
 
     def has_add_permission(self, request):

@@ -92,6 +92,9 @@ def world(mirror_table, zapier, alice, bob, staff, products, purchase):
     AccessLog.objects.create(username="alice@example.com", ip_address="203.0.113.1", attempt_time=long_ago)
     AccessFailureLog.objects.create(username="alice@example.com", ip_address="203.0.113.1", attempt_time=long_ago)
     Group.objects.create(name="support")
+    from accounts.services import api_key_create
+
+    api_key_create(customer=alice, name="nightly")  # a live key, for "Revoke selected API keys"
     return {"products": products, "alice": alice, "bob": bob}
 
 
@@ -143,6 +146,7 @@ def test_the_walk_finds_the_actions_and_views_it_must_cover():
         "ledger.Purchase.resend_welcome_email",
         "ledger.Purchase.resend_credits_added_email",
         "axes.AccessAttempt.cleanup_expired_attempts",
+        "accounts.ApiKey.revoke",
     } <= actions
     assert {pattern.name for _, pattern in custom_views()} == set(CUSTOM_VIEW_POSTS) | READ_ONLY_VIEWS
 

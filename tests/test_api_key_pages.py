@@ -86,3 +86,21 @@ def test_creating_wants_a_post_with_csrf(alice, products):
     assert client.get(ADD).status_code == 405
     assert client.post(ADD, {"name": "x"}).status_code == 403
     assert not ApiKey.objects.exists()
+
+
+def test_staff_revoke_a_key_in_admin_and_see_keys_on_the_customers_page(client, alice, staff, products):
+    credits_grant(customer=alice, product=products["weather"], amount=10)
+    api_key, key = api_key_create(customer=alice, name="leaked")
+    client.force_login(staff)
+
+    page = client.get(reverse("admin:accounts_customer_change", args=[alice.pk])).content.decode()
+    assert api_key.public_id in page and f"cpk_…{key[-4:]}" in page and key not in page
+
+    response = client.post(
+        reverse("admin:accounts_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [api_key.pk], "index": 0},
+        follow=True,
+    )
+    assert "1 API key(s) revoked." in response.content.decode()
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is not None
