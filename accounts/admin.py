@@ -80,7 +80,7 @@ class CredentialInline(admin.TabularInline):
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     fields = ["public_id", "name", "masked", "products", "created_by", "created", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ["public_id", "name", "masked", "products", "created_by", "created", "revoked_at"]
     extra = 0
     can_delete = False
     verbose_name_plural = "API keys (revoke them under API keys)"
@@ -102,7 +102,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ["customer"]
     ordering = ["-created"]
     fields = ["public_id", "customer", "name", "masked", "products", "created_by", "created", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ["public_id", "customer", "name", "masked", "products", "created_by", "created", "revoked_at"]
     actions = ["revoke"]
 
     def has_add_permission(self, request):
