@@ -27,7 +27,7 @@ from ledger.overview.exports import CsvExportMixin
 from ledger.overview.selectors import LOW_PERCENT, balances_running_low
 from ledger.route_prices import route_prices_lines
 from ledger.services import mirror_outbox_add, purchase_apply, purchase_email_resend
-from ledger.store.admin import RefundLineInline
+from ledger.store.admin import RefundLineInline, set_buyer
 
 RESEND_WELCOME_LABEL = "Resend welcome email (issues a NEW secret; the old one stops working)"
 RESEND_CREDITS_ADDED_LABEL = "Resend “credits added” email"
@@ -226,7 +226,7 @@ class PurchaseAdmin(CsvExportMixin, ReadOnlyAdmin):
     ordering = ["-received", "-id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-    actions = ["apply_to_product", "resend_welcome_email", "resend_credits_added_email"]
+    actions = ["apply_to_product", set_buyer, "resend_welcome_email", "resend_credits_added_email"]
     fields = [
         "source", "order_id", "line_id", "status", "email", "name", "product_ref", "quantity", "credits_per_unit",
         "credits_refunded", "price", "currency", "product", "customer", "received", "applied", "created_customer", "remaining_after",

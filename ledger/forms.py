@@ -53,6 +53,13 @@ class PurchaseApplyForm(forms.Form):
     )
 
 
+class PurchaseBuyerForm(forms.Form):
+    email = forms.EmailField(
+        label="Buyer's email",
+        help_text="The order's lines waiting for a buyer are granted to this customer now, once (a new one gets the welcome email).",
+    )
+
+
 class ProductAdminForm(forms.ModelForm):
     """The product's admin form; its route prices as lines of `METHOD /path=COST`, as upsert_product takes them."""
 

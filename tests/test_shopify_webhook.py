@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client
+from django.urls import reverse
 
 from accounts.models import Customer
 from ledger.models import Balance, LedgerEntry, Purchase
@@ -471,3 +472,28 @@ def test_a_refund_of_credits_all_spent_takes_nothing_and_leaves_the_gate_as_it_w
     assert balance(BUYER, "weather").remaining == 0
     assert not [e for e in mailoutbox if "taken back" in e.subject]  # (the usage recorded may warn it runs low)
     assert not LedgerEntry.objects.filter(kind="refund").exists()
+
+
+def test_staff_give_an_order_without_an_email_its_buyer_and_its_lines_are_granted_once(
+    client, staff, shopify, packs, mirror, mailoutbox, committed
+):
+    order = event("orders_paid")
+    order["email"] = order["contact_email"] = None
+    order["customer"]["email"] = None
+    shopify("orders/paid", order)
+    waiting = Purchase.objects.filter(status="no_email").order_by("pk")
+    assert [p.product.slug for p in waiting] == ["weather", "maps"]  # what they were, kept for staff
+    client.force_login(staff)
+    url = reverse("admin:ledger_purchase_changelist")
+    chosen = {"action": "set_buyer", "_selected_action": [waiting[0].pk]}
+
+    page = client.post(url, chosen)
+    assert page.status_code == 200 and "Set the buyer and grant" in page.content.decode()
+    with committed():
+        done = client.post(url, {**chosen, "set_buyer": "1", "email": BUYER})
+    again = client.post(url, {**chosen, "set_buyer": "1", "email": BUYER})  # nothing waits any more
+
+    assert done.status_code == again.status_code == 302
+    assert (balance(BUYER, "weather").granted, balance(BUYER, "maps").granted) == (200, 500)
+    assert sorted(Purchase.objects.values_list("status", flat=True)) == ["applied", "applied", "other"]
+    assert LedgerEntry.objects.count() == 2 and len(mailoutbox) == 2  # a welcome email, then credits added

@@ -196,7 +196,8 @@ def order_record(*, order: StoreOrder) -> OrderRecorded:
             product_ref=line.product_ref[:128],
             quantity=line.quantity,
             credits_per_unit=pack.credits_per_unit if pack else 1,
-            product=pack.product if status == Purchase.Status.APPLIED and pack else None,
+            # A line without a buyer keeps its pack's product, for staff to grant once they know who bought it.
+            product=pack.product if pack and status != Purchase.Status.UNMATCHED else None,
             price=line.price,
             currency=order.currency,
             status=status,
