@@ -1,10 +1,12 @@
 """The API doors of accounts: the token endpoint, the balance API, the JWKS."""
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.permissions import IsAuthenticated
@@ -98,6 +100,11 @@ class TokenView(APIView):
         return response
 
 
+class RoutePriceSerializer(serializers.Serializer):
+    route = serializers.CharField(help_text="METHOD /path, as API Gateway writes it: ANY, {param}, {proxy+}.")
+    cost = serializers.IntegerField(help_text="Credits one call to the route costs (0: free).")
+
+
 class BalanceSerializer(serializers.Serializer):
     product = serializers.CharField(source="product.slug")
     name = serializers.CharField(source="product.name")
@@ -107,6 +114,14 @@ class BalanceSerializer(serializers.Serializer):
     # Failed calls (5xx after an Allow) credited back: how many, and their credits (part of `granted`).
     credited_back_calls = serializers.IntegerField()
     credited_back = serializers.IntegerField()
+    cost_per_call = serializers.IntegerField(
+        source="product.cost_per_call", help_text="Credits a call costs that no priced route matches."
+    )
+    routes = serializers.SerializerMethodField(help_text="The product's priced routes; the most specific match wins.")
+
+    @extend_schema_field(RoutePriceSerializer(many=True))
+    def get_routes(self, balance: Any) -> list[dict[str, Any]]:
+        return [{"route": route, "cost": cost} for route, cost in sorted(balance.product.routes.items())]
 
 
 class BalancesSerializer(serializers.Serializer):

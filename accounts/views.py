@@ -121,6 +121,7 @@ def dashboard(request: HttpRequest, customer: Customer) -> HttpResponse:
                     "chart": bar_chart(u.days),
                     "percent_left": max(0, min(100, round(100 * b.remaining / b.granted))) if b.granted > 0 else 0,
                     "low": b.remaining <= 0 or b.low_balance_notified is not None,
+                    "routes": sorted(b.product.routes.items()),  # its priced routes (ledger/route_prices.py)
                 }
                 for b, u in zip(balances, usage, strict=True)
             ],

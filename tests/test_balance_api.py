@@ -103,6 +103,8 @@ def test_it_shows_the_customers_balances_per_product(client, alice_credits):
                 "remaining": 50,
                 "credited_back_calls": 0,
                 "credited_back": 0,
+                "cost_per_call": 2,
+                "routes": [],
             },
             {
                 "product": "weather",
@@ -112,9 +114,24 @@ def test_it_shows_the_customers_balances_per_product(client, alice_credits):
                 "remaining": 93,
                 "credited_back_calls": 0,
                 "credited_back": 0,
+                "cost_per_call": 1,
+                "routes": [],
             },
         ],
     }
+
+
+def test_it_lists_each_products_route_prices(client, alice_credits):
+    from ledger.services import product_upsert
+
+    product_upsert(slug="weather", name="Weather API", routes={"POST /jobs": 10, "GET /health": 0, "ANY /{proxy+}": 2})
+    weather = balance(client, get_token(client, alice_credits)).json()["balances"][1]
+    assert (weather["product"], weather["cost_per_call"]) == ("weather", 1)
+    assert weather["routes"] == [
+        {"route": "ANY /{proxy+}", "cost": 2},
+        {"route": "GET /health", "cost": 0},
+        {"route": "POST /jobs", "cost": 10},
+    ]
 
 
 def test_a_narrowed_token_shows_only_its_products(client, alice_credits):
@@ -140,6 +157,8 @@ def test_alice_never_sees_bobs_balances(client, alice_credits, bob_credits, jwt_
                 "remaining": 3,
                 "credited_back_calls": 0,
                 "credited_back": 0,
+                "cost_per_call": 1,
+                "routes": [],
             }
         ],
     }

@@ -121,6 +121,8 @@ def test_a_purchase_pays_for_exactly_its_calls_through_the_gateway_and_a_second_
                 "remaining": 0,
                 "credited_back_calls": 0,
                 "credited_back": 0,
+                "cost_per_call": 1,
+                "routes": [],
             }
         ],
     }

@@ -2,6 +2,7 @@
 mirror then holds (the route item's `routes`, the balance items' `ceilings`, following every grant)."""
 
 import io
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -155,6 +156,21 @@ def test_sync_mirror_finds_and_repairs_lost_route_prices_and_ceilings(mirror, al
     call_command("sync_mirror", stdout=io.StringIO(), stderr=io.StringIO())
     assert mirror.route("wthr000001")["routes"] == {"POST /jobs": 10}
     assert mirror.balance(alice, weather)["ceilings"] == {"10": 20}
+
+
+def test_the_portal_lists_a_products_route_prices(client, alice, products):
+    product_upsert(slug="weather", name="Weather API", routes={"POST /jobs": 10, "GET /health": 0})
+    credits_grant(customer=alice, product=products["weather"], amount=5)
+    credits_grant(customer=alice, product=products["maps"], amount=5)
+    client.force_login(alice.user)
+    page = client.get(reverse("account_dashboard")).content.decode()
+    weather = page[page.index('id="product-weather"') :]
+    weather = weather[: weather.index("</article>")]
+    assert "Priced routes (any other call: 1 credit)" in weather
+    cells = re.findall(r"<tr><td><code>([^<]*)</code></td><td>([^<]*)</td></tr>", weather)
+    assert cells == [("GET /health", "free"), ("POST /jobs", "10")]
+    maps = page[page.index('id="product-maps"') :]
+    assert "Priced routes" not in maps[: maps.index("</article>")]  # maps has none: every call 2 credits
 
 
 # --- At the gate: mixed costs against one balance, at once ---------------------------------------
