@@ -9,18 +9,17 @@ from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Customer, User, normalize_email, normalize_name
+from accounts.models import Customer, User
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
 from ledger.emails import purchase_credits_added_message, purchase_welcome_message
 from ledger.low_balance import low_balance_check
 from ledger.mirror.outbox import mirror_outbox_add as mirror_outbox_add  # accounts' services use it
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, ProductVariant, Purchase
 from ledger.route_prices import route_table_check
-from ledger.selectors import product_by_ref
 from ledger.store.packs import packs_set, packs_wanted
 
 logger = logging.getLogger(__name__)
@@ -187,20 +186,6 @@ class PurchaseConflict(Exception):
         super().__init__(f"{purchase} was already recorded with {', '.join(differences)}; nothing changed.")
 
 
-def _purchase_differences(
-    purchase: Purchase, *, email: str, product: Product | None, product_ref: str, quantity: int
-) -> list[str]:
-    differences = []
-    if purchase.email != email:
-        differences.append(f"email {purchase.email}")
-    if purchase.quantity != quantity:
-        differences.append(f"quantity {purchase.quantity}")
-    same_product = purchase.product_ref == product_ref or (product is not None and purchase.product_id == product.pk)
-    if not same_product:
-        differences.append(f"product {purchase.product_ref}")
-    return differences
-
-
 def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
     """Apply a recorded purchase (its row locked or just inserted): customer, credits, email after commit."""
     customer, credential, secret = customer_get_or_create(email=purchase.email, name=purchase.name)
@@ -236,7 +221,8 @@ def purchase_record(
     quantity: int,
     payload: dict[str, Any] | None = None,
 ) -> PurchaseRecorded:
-    """Record one order line once, and grant its credits if its product is known.
+    """Record one order line once, and grant its credits if its product is known (a slug: credits; a SKU:
+    quantity × its pack's credits per unit).
 
     A new email gets a customer and a credential; the email (welcome with the
     credentials, or credits added) goes out after the transaction commits. An
@@ -246,54 +232,12 @@ def purchase_record(
     """
     if quantity <= 0:
         raise ValidationError("A purchase must be for a positive number of credits.", code="not_positive")
-    email = normalize_email(email)
-    product = product_by_ref(product_ref)
-    try:
-        # The unique (source, order_id, line_id) index decides who records the
-        # line: a concurrent delivery's INSERT waits here until the first commits,
-        # then fails, and reads the committed row below (READ COMMITTED).
-        with transaction.atomic():
-            purchase = Purchase.objects.create(
-                source=source,
-                order_id=order_id,
-                line_id=line_id,
-                email=email,
-                name=normalize_name(name),
-                product_ref=product_ref,
-                quantity=quantity,
-                status=Purchase.Status.UNMATCHED,
-                payload=payload or {},
-            )
-    except IntegrityError:
-        stored = (
-            Purchase.objects.select_related("customer", "product")
-            .filter(order_id=order_id, line_id=line_id)  # whichever door recorded the line
-            .first()
-        )
-        if stored is None:
-            raise
-        purchase = stored
-        differences = _purchase_differences(
-            purchase, email=email, product=product, product_ref=product_ref, quantity=quantity
-        )
-        if differences:
-            logger.warning("Purchase %s: delivered again with different content (%s)", purchase, differences)
-            raise PurchaseConflict(purchase, differences) from None
-        logger.info("Purchase %s: delivered again; nothing changed", purchase)
-        return PurchaseRecorded(purchase=purchase, created=False)
-    if product is None:
-        logger.warning("Purchase %s: unknown product %r, stored as unmatched for staff to apply", purchase, product_ref)
-    else:
-        _purchase_grant(purchase=purchase, product=product)
-        logger.info(
-            "Purchase %s: %s %s credits for %s%s",
-            purchase,
-            quantity,
-            product.slug,
-            _customer_of(purchase).public_id,
-            " (new customer)" if purchase.created_customer else "",
-        )
-    return PurchaseRecorded(purchase=purchase, created=True)
+    # The store's one way to record lines (packs, both doors, the order's lock): ledger/store/orders.py.
+    from ledger.store.orders import OrderLine, StoreOrder, order_record
+
+    line = OrderLine(line_id=line_id, quantity=quantity, product_ref=product_ref, payload=payload or {})
+    recorded = order_record(order=StoreOrder(source=source, order_id=order_id, email=email, name=name, lines=[line]))
+    return PurchaseRecorded(purchase=recorded.purchases[0], created=recorded.created[0])
 
 
 def _customer_of(purchase: Purchase) -> Customer:
