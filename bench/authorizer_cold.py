@@ -5,7 +5,8 @@ Each run is a fresh interpreter; the time is measured inside it, from before
 the first import to after the answer (interpreter start-up, the same for both,
 is left out). Runs alternate between the two, many times; medians compared.
 Two authorizer variants: routed by API id (a GetItem, then the UpdateItem) and
-pinned with AUTHORIZER_PRODUCT (the UpdateItem alone).
+pinned with AUTHORIZER_PRODUCT (a GetItem of the called API's route prices, then the UpdateItem: the
+same two requests since route prices).
 
 Then where the time goes: a few more fresh processes of each under
 `python -X importtime`, each module's own time (not counting the modules it
