@@ -30,6 +30,7 @@ ORDER = [
     "overview",
     "sync_mirror_scale",
     "failed_call_refunds",
+    "chaos_load",
 ]
 
 INTRO = """# Benchmark results
