@@ -699,7 +699,9 @@ def chaos_stack(transactional_db, moto_server, live_server, settings, monkeypatc
     stack.main_moto = moto_server
     settings.MIRROR_ENDPOINT_URL = door.url
     settings.MIRROR_WRITE_ATTEMPTS = 1  # an outage fails fast: botocore's retries are not under test
-    settings.MIRROR_TIMEOUT_SECONDS = 1
+    # A refused connection fails at once when the door is down; up, a write must not time out on a
+    # loaded machine (the model takes an up door's write as landed, as it is in production).
+    settings.MIRROR_TIMEOUT_SECONDS = 20
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     environ = {
         "JWT_PUBLIC_KEY": jwt_keys.public_pem,  # the gate trusts what POST /api/token/ signs
@@ -709,7 +711,7 @@ def chaos_stack(transactional_db, moto_server, live_server, settings, monkeypatc
         "AWS_ENDPOINT_URL": door.url,
         "AUTHORIZER_ROUTE_TTL": "3600",  # routes never change here: the model knows what is cached
         "AUTHORIZER_KEY_TTL": "3600",
-        "AUTHORIZER_DYNAMODB_TIMEOUT": "10",  # the door serves one request at a time on a loaded machine
+        "AUTHORIZER_DYNAMODB_TIMEOUT": "20",  # the door serves one request at a time on a loaded machine
     }
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
