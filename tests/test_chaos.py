@@ -76,7 +76,7 @@ SLUGS = [slug for slug, *_ in PRODUCTS]
 STATS: Counter = Counter()  # what the runs did, printed at the end (pytest -s)
 
 customer_index = st.integers(0, 7)
-credits = st.integers(1, 6)
+credits = st.integers(1, 9)
 
 
 class Stack:
@@ -354,6 +354,37 @@ class CreditChaos(StoreRules, RuleBasedStateMachine):
     def call(self, token, product, kind, times):
         """Calls through authorizer.handler.lambda_handler: each decided exactly as the model says."""
         self._calls(self.model.tokens[token % len(self.model.tokens)], product, kind, times)
+
+    @precondition(lambda self: self.model.tokens)
+    @rule(token=st.integers(0, 30), product=st.sampled_from(["its own", *SLUGS]), kind=st.sampled_from(EVENT_KINDS))
+    def spend_until_refused(self, token, product, kind):
+        """Calls until the first Deny (at most 12): the edge where credits run out, where oversell would show."""
+        self._until_refused(token, product, kind)
+
+    def _until_refused(self, token: int, product: str, kind: str) -> None:
+        t = self.model.tokens[token % len(self.model.tokens)]
+        for _ in range(12):
+            before = len(self.model.calls)
+            self._calls(t, product, kind, 1)
+            if len(self.model.calls) == before:
+                return
+
+    # Calls are most of what the gate sees: the same rule under more names, so that hypothesis (which
+    # picks among the rules enabled) spends most steps on them.
+    @precondition(lambda self: self.model.tokens)
+    @rule(token=st.integers(0, 30), product=st.sampled_from(["its own", *SLUGS]), kind=st.sampled_from(EVENT_KINDS))
+    def spend_until_refused_again(self, token, product, kind):
+        self._until_refused(token, product, kind)
+
+    @precondition(lambda self: self.model.tokens)
+    @rule(token=st.integers(0, 30), product=st.sampled_from(["its own", *SLUGS]), kind=st.sampled_from(EVENT_KINDS))
+    def spend_until_refused_once_more(self, token, product, kind):
+        self._until_refused(token, product, kind)
+
+    @precondition(lambda self: self.model.tokens)
+    @rule(token=st.integers(0, 30), kind=st.sampled_from(EVENT_KINDS), times=st.integers(1, 4))
+    def call_its_own(self, token, kind, times):
+        self._calls(self.model.tokens[token % len(self.model.tokens)], "its own", kind, times)
 
     @precondition(lambda self: self.model.customers)
     @rule(customer=customer_index, credential=st.integers(0, 5), product=st.sampled_from(["its own", *SLUGS]),
