@@ -152,6 +152,17 @@ class StoreRules:
         self.take_back("refund", str(refund["id"]), claims, lambda: self.shopify("refunds/create", refund))
 
     @precondition(lambda self: self.shopify_orders)
+    @rule(order=st.integers(0, 20), units=st.lists(st.integers(1, 2), min_size=1, max_size=3))
+    def shopify_refund_after_spending(self, order, units):
+        """Spend what the order's buyer can first, then refund: what was spent is never taken back."""
+        payload = self.shopify_orders[order % len(self.shopify_orders)]
+        email = payload["email"]
+        mine = [i for i, t in enumerate(self.model.tokens) if t.email == email]
+        if mine:
+            self._until_refused(mine[-1], "its own", "rest_request" if units[0] == 2 else "http_api_v2")
+        self.shopify_refund(order, units, False)
+
+    @precondition(lambda self: self.shopify_orders)
     @rule(order=st.integers(0, 20))
     def shopify_order_cancelled(self, order):
         """orders/cancelled: every unspent credit the order's lines still hold, taken back once."""

@@ -692,11 +692,27 @@ def _check(model: cm.Model, stack: Stack, client: Client, *, final: bool) -> Non
         f"failed calls credited back: {entries} entries {credited}; the model {model.credited}"
     )
 
-    # The drift report names exactly the stale items (and nothing when none is).
+    # The drift report names exactly the stale items, and of each what differs (its version may too).
     if model.mirror_up:
-        drifted = {tuple(line.split(":")[0].split(" ")) for line in mirror_drift()}
-        want = {(f"{m.CUSTOMER_PREFIX}{public[e]}", f"{m.PRODUCT_PREFIX}{p}") for e, p in stale}
-        assert drifted == want, f"drift report names {sorted(drifted)}, the model's stale items are {sorted(want)}"
+        drifted: dict[tuple[str, str], set[str]] = {}
+        for line in mirror_drift():
+            where, what = line.split(": ", 1)
+            pk, sk = where.split(" ")
+            attr = "missing" if what.startswith("missing") else what.split(" ", 1)[0]
+            drifted.setdefault((pk, sk), set()).add(attr)
+        want = {}
+        for e, p in stale:
+            b, truth = model.balances[e, p], model.truth(e, p).owned()
+            have = b.delivered.owned() if b.delivered else None
+            attrs = {"missing"} if have is None else {a for a in truth if have[a] != truth[a]}
+            want[f"{m.CUSTOMER_PREFIX}{public[e]}", f"{m.PRODUCT_PREFIX}{p}"] = attrs
+        assert drifted.keys() == want.keys(), (
+            f"drift report names {sorted(drifted)}, the stale items are {sorted(want)}"
+        )
+        for key, attrs in want.items():
+            assert attrs <= drifted[key] <= attrs | {"version"}, (
+                f"{key}: the drift report says {sorted(drifted[key])} differ, the model {sorted(attrs)} (and the version)"
+            )
 
     # The balance API agrees with the ledger, and refuses what the model says it must.
     latest = {}
