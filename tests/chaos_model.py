@@ -187,8 +187,8 @@ class Model:
                 taken_here += taken
                 spent_all += claimed - taken
                 line.refunded += claimed
-            if taken_here:
-                b.granted -= taken_here
+            b.granted -= taken_here
+            if taken_here or b.delivered is not None:  # an item the refund fenced is written after it too
                 moved.append(key)
             taken_all += taken_here
         return taken_all, spent_all, moved
