@@ -14,11 +14,9 @@
   mid-transaction.
 """
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,58 +26,42 @@ from pathlib import Path
 
 import requests
 from django.db import connection, transaction
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from ledger.models import Balance
-from tests.test_faults import _port_nobody_is_given, blocked_backend
+from tests.test_faults import Endpoint, blocked_backend
 from tests.test_mirror_outbox import Hanging
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Door:
-    """A moto door that serves one request at a time and can go down and come back on its port."""
+class Door(Endpoint):
+    """A moto door that serves one request at a time and can go down and come back on its port
+    (tests/test_faults.py's `Endpoint`, one request at a time)."""
+
+    poll_interval = 0.02
 
     def __init__(self) -> None:
-        self.port = _port_nobody_is_given()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = DomainDispatcherApplication(create_backend_app)
+        super().__init__()
+        self.moto = DomainDispatcherApplication(create_backend_app)
         self.lock = threading.Lock()
-        self.server = None
-        self.connections: list[socket.socket] = []
 
     @property
     def is_up(self) -> bool:
         return self.server is not None
 
+    def app(self):
+        return self._one_at_a_time
+
     def _one_at_a_time(self, environ, start_response):
         with self.lock:
-            return list(self.app(environ, start_response))
+            return list(self.moto(environ, start_response))
 
     def up(self) -> None:
-        self.server = make_server(
-            "127.0.0.1", self.port, self._one_at_a_time, threaded=True, request_handler=MotoRequestHandler
-        )
-        accept = self.server.get_request
-
-        def get_request():
-            sock, address = accept()
-            self.connections.append(sock)
-            return sock, address
-
-        self.server.get_request = get_request
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.start()
 
     def down(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()  # nothing listens: connection refused
-        for sock in self.connections:  # and the kept-alive connections die too
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        self.connections.clear()
-        self.server = None
+        self.stop()
 
 
 CHILD = """

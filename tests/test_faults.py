@@ -64,17 +64,20 @@ def _port_nobody_is_given() -> int:
 class Endpoint:
     """A moto server on a port of its own that can go away and come back on the same port."""
 
+    poll_interval = 0.5  # how soon stop() is seen: socketserver's default
+
     def __init__(self):
         self.port = _port_nobody_is_given()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = None
         self.connections: list[socket.socket] = []
 
+    def app(self):
+        """The WSGI app behind the door: moto's, whose state lives in this process."""
+        return DomainDispatcherApplication(create_backend_app)
+
     def start(self, *, empty: bool = False) -> None:
-        self.server = make_server(
-            "127.0.0.1", self.port, DomainDispatcherApplication(create_backend_app), threaded=True,
-            request_handler=MotoRequestHandler,
-        )  # fmt: skip
+        self.server = make_server("127.0.0.1", self.port, self.app(), threaded=True, request_handler=MotoRequestHandler)
         accept = self.server.get_request
 
         def get_request():
@@ -83,7 +86,9 @@ class Endpoint:
             return sock, address
 
         self.server.get_request = get_request
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": self.poll_interval}, daemon=True
+        ).start()
         if empty:  # moto keeps its data in the process: forget all of it
             requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
 
