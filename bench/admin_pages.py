@@ -92,7 +92,7 @@ def _build_steps(size: Size, staff_password: str) -> list[tuple[str, str]]:
     first, last = _sql_array(FIRST_NAMES), _sql_array(LAST_NAMES)
     name = f"{first}[1 + g % {len(FIRST_NAMES)}] || ' ' || {last}[1 + (g / {len(FIRST_NAMES)}) % {len(LAST_NAMES)}]"
     products = ",".join(
-        f"({i}, 0, '{slug}', '{title}', true, {cost}, true, '500-599')"
+        f"({i}, 0, '{slug}', '{title}', true, {cost}, true, '500-599', '{{}}')"
         for i, (slug, title, cost) in enumerate(PRODUCTS, 1)
     )
     # Round 0: every customer buys weather (its purchase made the customer). Round 1:
@@ -112,7 +112,7 @@ def _build_steps(size: Size, staff_password: str) -> list[tuple[str, str]]:
         (
             "products",
             "INSERT INTO ledger_product (id, version, slug, name, active, cost_per_call, refund_failed_calls,"
-            f" refund_statuses) VALUES {products}",
+            f" refund_statuses, routes) VALUES {products}",
         ),
         (
             "users",
@@ -391,6 +391,25 @@ def measure(page: Page, dbs: list[str], clients: dict, repeat: int) -> None:
         page.times[db] = statistics.median(took[db])
 
 
+def table(the_pages: list[Page], width: int) -> list[str]:
+    """The pages' queries and median times, small and large, one row a page under a header."""
+    rows = [f"{'page':{width}s} {'queries small/large':>20s} {'ms small':>9s} {'ms large':>9s}"]
+    for page in the_pages:
+        q = f"{page.queries[SMALL_DB]} / {page.queries[LARGE_DB]}"
+        rows.append(
+            f"{page.label:{width}s} {q:>20s} {page.times[SMALL_DB] * 1e3:9.1f} {page.times[LARGE_DB] * 1e3:9.1f}"
+        )
+    return rows
+
+
+def reproduce(script: str, args: argparse.Namespace) -> str:
+    """The command that measures this again: the sizes when they are not the defaults, and the repeat."""
+    words = [".venv/bin/python", script]
+    if (args.customers, args.entries) != (100_000, 1_000_000):
+        words += ["--customers", args.customers, "--entries", args.entries]
+    return command(*words, "--repeat", args.repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -439,12 +458,9 @@ def main() -> None:
         f"heavy customer: {large.heavy_entries:,} entries (large), {small.heavy_entries:,} (small); "
         + f"median of {args.repeat} requests per page and database, interleaved, Django test client in-process",
         "",
-        f"{'page':34s} {'queries small/large':>20s} {'ms small':>9s} {'ms large':>9s}",
+        *table(the_pages, 34),
     ]
     ratios = []
-    for page in the_pages:
-        q = f"{page.queries[SMALL_DB]} / {page.queries[LARGE_DB]}"
-        lines.append(f"{page.label:34s} {q:>20s} {page.times[SMALL_DB] * 1e3:9.1f} {page.times[LARGE_DB] * 1e3:9.1f}")
     for page in the_pages:
         ratios.append(Ratio(f"time large / small: {page.label}", page.times[LARGE_DB] / page.times[SMALL_DB],
                             GOAL_LARGE_OVER_SMALL))  # fmt: skip
@@ -453,15 +469,12 @@ def main() -> None:
         ratios.append(Ratio(f"queries large - small: {page.label}", extra, EXTRA_QUERIES_ALLOWED))
     for page in the_pages[1:]:
         ratios.append(Ratio(f"large, time / index time: {page.label}", page.times[LARGE_DB] / index.times[LARGE_DB]))
-    reproduce = [".venv/bin/python", "bench/admin_pages.py"]
-    if (args.customers, args.entries) != (100_000, 1_000_000):
-        reproduce += ["--customers", args.customers, "--entries", args.entries]
     report(
         "admin_pages",
         title="Admin pages: 100x the rows, same queries and about the same time per page",
         lines=lines,
         ratios=ratios,
-        reproduce=command(*reproduce, "--repeat", args.repeat),
+        reproduce=reproduce("bench/admin_pages.py", args),
     )
 
 

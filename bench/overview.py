@@ -25,7 +25,7 @@ import os
 import sys
 
 import admin_pages as ap
-from _report import Ratio, command, report
+from _report import Ratio, report
 
 GOAL_OVER_STOCK = 3.0
 GOAL_LARGE_OVER_SMALL = 3.0
@@ -104,13 +104,8 @@ def main() -> None:
         f"the overview's 30 days on the large database, checked against the ledger's sums: {matched}",
         f"median of {args.repeat} requests per page and database, interleaved, Django test client in-process",
         "",
-        f"{'page':30s} {'queries small/large':>20s} {'ms small':>9s} {'ms large':>9s}",
+        *ap.table([stock, overview], 30),
     ]
-    for page in [stock, overview]:
-        q = f"{page.queries[ap.SMALL_DB]} / {page.queries[ap.LARGE_DB]}"
-        lines.append(
-            f"{page.label:30s} {q:>20s} {page.times[ap.SMALL_DB] * 1e3:9.1f} {page.times[ap.LARGE_DB] * 1e3:9.1f}"
-        )
     ratios = [
         Ratio("large: overview time / stock index time", overview.times[ap.LARGE_DB] / stock.times[ap.LARGE_DB],
               GOAL_OVER_STOCK),
@@ -120,15 +115,12 @@ def main() -> None:
         Ratio("queries: overview / stock index (large)", overview.queries[ap.LARGE_DB] / stock.queries[ap.LARGE_DB]),
         Ratio("stock index time, large / small", stock.times[ap.LARGE_DB] / stock.times[ap.SMALL_DB]),
     ]  # fmt: skip
-    reproduce = [".venv/bin/python", "bench/overview.py"]
-    if (args.customers, args.entries) != (100_000, 1_000_000):
-        reproduce += ["--customers", args.customers, "--entries", args.entries]
     report(
         "overview",
         title="Admin overview against the stock admin index at 1M ledger entries: as fast with 100x the rows, within 3x the stock index",
         lines=lines,
         ratios=ratios,
-        reproduce=command(*reproduce, "--repeat", args.repeat),
+        reproduce=ap.reproduce("bench/overview.py", args),
     )
 
 
