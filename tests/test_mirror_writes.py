@@ -76,6 +76,34 @@ def test_a_rolled_back_change_writes_nothing(mirror, alice, products, django_cap
     assert mirror.balance(alice, products["weather"]) is None
 
 
+def test_rows_rolled_back_are_not_written_after_the_next_commit(
+    mirror, alice, bob, products, django_capture_on_commit_callbacks
+):
+    weather, maps = products["weather"], products["maps"]
+    with django_capture_on_commit_callbacks(execute=True):
+        credits_grant(customer=alice, product=weather, amount=1)
+        credits_grant(customer=alice, product=maps, amount=1)
+    with pytest.raises(RuntimeError), transaction.atomic():  # a request that failed after its grant
+        credits_grant(customer=alice, product=weather, amount=100)
+        raise RuntimeError("rolled back")
+    sent = RequestCounter(mirror_client())
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            credits_grant(customer=bob, product=maps, amount=5)
+            with pytest.raises(RuntimeError), transaction.atomic():  # a savepoint rolled back
+                credits_grant(customer=alice, product=maps, amount=7)
+                raise RuntimeError("rolled back")
+            credits_grant(customer=bob, product=weather, amount=3)
+    finally:
+        sent.stop()
+
+    # bob's two items, nothing of alice's (not even a write refused as current); PutItem: the fixture's routes
+    assert sent.operations.count("UpdateItem") == 2
+    assert (mirror.balance(bob, maps)["granted"], mirror.balance(bob, weather)["granted"]) == (5, 3)
+    assert (mirror.balance(alice, weather)["granted"], mirror.balance(alice, maps)["granted"]) == (1, 1)
+    assert not MirrorOutbox.objects.exists()
+
+
 def test_a_later_grant_adds_to_what_is_left_and_never_resets_usage(
     mirror, alice, products, django_capture_on_commit_callbacks
 ):

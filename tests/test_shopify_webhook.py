@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import Customer
-from ledger.models import Balance, LedgerEntry, Purchase
+from ledger.models import Balance, LedgerEntry, MirrorOutbox, Purchase
 from ledger.store.models import RefundLine, StoreRefund, StoreWebhook
 
 URL = "/api/purchases/shopify/"
@@ -375,6 +376,59 @@ def test_both_doors_at_once_for_the_same_order_grant_each_line_once(packs, mirro
     )
     assert (balance(BUYER, "weather").granted, balance(BUYER, "maps").granted) == (200, 500)
     assert LedgerEntry.objects.count() == 2
+
+
+@contextmanager
+def statements_counted():
+    """Every statement sent to Postgres meanwhile (`.sql`), counted as bench/store_webhooks.py counts them: at
+    the cursor (a server-side cursor's read too, which CaptureQueriesContext misses), transaction control
+    aside (Django 5 logs BEGIN and COMMIT among the captured queries)."""
+    sent: list[str] = []
+
+    def count(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        yield sent
+
+
+@pytest.mark.django_db(transaction=True)  # committed for real, as in production: the after-commit work counts too
+@pytest.mark.parametrize("door", ["zapier", "shopify"])
+def test_a_repeat_one_line_purchase_costs_at_most_12_queries_on_either_door(door, packs, mirror, mailoutbox):
+    from ledger.mirror.outbox import mirror_outbox_write
+
+    mirror_outbox_write()  # the fixtures' routes, recorded before the table was made
+    client = Client()
+    zapier_auth = {"HTTP_AUTHORIZATION": f"Bearer {settings.ZAPIER_WEBHOOK_SECRET}"}
+    first = {"order_id": "1", "email": BUYER, "product": "WTHR-100", "quantity": 1}
+    assert (
+        client.post("/api/purchases/zapier/", first, content_type="application/json", **zapier_auth).status_code == 201
+    )
+    customer = Customer.objects.get()
+    order = event("orders_paid")
+    order["id"], order["line_items"] = 2002, order["line_items"][:1]  # one line: 2 × WTHR-100
+    body = json.dumps(order).encode()
+
+    with statements_counted() as sent:  # every query of the request: the mirror write and the email's too
+        if door == "zapier":
+            data = {"order_id": "2002", "line_id": "1", "email": BUYER, "product": "WTHR-100", "quantity": 2}
+            response = client.post("/api/purchases/zapier/", data, content_type="application/json", **zapier_auth)
+        else:
+            response = client.post(URL, body, content_type="application/json", **headers("orders/paid", body))
+
+    assert response.status_code == (201 if door == "zapier" else 200), response.content
+    assert len(sent) <= 12, "\n".join(sent)
+    assert not any("SAVEPOINT" in sql for sql in sent)
+    assert Customer.objects.get() == customer  # the known buyer, not a new one
+    assert balance(BUYER, "weather").granted == 300
+    assert mirror.balance(customer, packs["weather"])["granted"] == 300  # written within the count
+    assert not MirrorOutbox.objects.exists()  # and its outbox row cleared
+    purchase = Purchase.objects.get(order_id="2002")
+    assert (purchase.credits, purchase.email_status) == (200, Purchase.EmailStatus.SENT)
+    assert LedgerEntry.objects.filter(purchase=purchase, amount=200).count() == 1
+    assert mailoutbox[-1].subject == "200 Weather API credits added to your CreditPortal account"
+    assert StoreWebhook.objects.count() == (door == "shopify")
 
 
 def test_a_line_first_seen_on_the_zapier_door_is_not_granted_again_by_shopify(shopify, zapier, packs, mirror):

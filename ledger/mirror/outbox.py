@@ -26,11 +26,11 @@ import functools
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q
 
 from accounts.models import ApiKey, Customer
@@ -46,9 +46,8 @@ Scope = MirrorOutbox.Scope
 ROWS_PER_RUN = 500  # outbox rows read and written at a time
 BALANCES_PER_RUN = 500  # balances read from Postgres at a time
 
-# Ids of the rows this thread recorded and has not written yet: what the next
-# after-commit write takes. Ids of rows that were rolled back may linger here
-# until then; they match no row and cost nothing.
+# The rows this thread recorded and has not written yet, by the commit hook registered with
+# them (`pending`): what the next after-commit write takes, as recorded (not read back).
 _recorded = threading.local()
 
 
@@ -79,18 +78,32 @@ def mirror_outbox_add(
     if not rows:
         return
     MirrorOutbox.objects.bulk_create(rows)
-    ids = _recorded.__dict__.setdefault("ids", set())
-    ids.update(row.pk for row in rows)
-    # Registered at every call, so one survives whatever savepoint rolls back; the first
-    # to run takes every id recorded, the others find none. robust: a failure is
-    # logged, never raised into the request that has committed.
-    transaction.on_commit(_write_recorded, robust=True)
+    # One hook per call, so one survives whatever savepoint rolls back; the first to run
+    # takes every row recorded, the others find none. robust: a failure is logged, never
+    # raised into the request that has committed.
+    pending: dict[Callable[[], None], list[MirrorOutbox]] = _recorded.__dict__.setdefault("pending", {})
+    due = {id(hook) for _, hook, _ in transaction.get_connection().run_on_commit}
+    for dropped in [recorded for recorded in pending if id(recorded) not in due]:
+        # Its hook was dropped: those rows were rolled back (with their transaction, or a savepoint),
+        # never committed. Forgotten, so they are not written after someone else's commit.
+        del pending[dropped]
+
+    def hook() -> None:
+        _write_recorded()
+
+    pending[hook] = rows
+    transaction.on_commit(hook, robust=True)
 
 
 def _write_recorded() -> None:
-    ids = _recorded.__dict__.pop("ids", set())
-    if ids:
-        mirror_outbox_write(ids=ids, limit=settings.MIRROR_AFTER_COMMIT_LIMIT)
+    """After the commit: write what this thread's transaction recorded, from the rows as it wrote them
+    (reading them back would cost a query and tell nothing new). A row rolled back with a savepoint
+    after the transaction's last record may be among them: its items are written from Postgres as it
+    is, conditionally, so that costs a write and harms nothing; deleting it by id deletes nothing."""
+    pending = _recorded.__dict__.pop("pending", {})
+    rows = [row for recorded in pending.values() for row in recorded]
+    if rows:
+        mirror_outbox_write(rows=rows, limit=settings.MIRROR_AFTER_COMMIT_LIMIT)
 
 
 @dataclass
@@ -166,7 +179,11 @@ def _batch_write(batch: _Batch, *, client: Client, force: bool, progress: Progre
             batch.balance_failed(by_key[key], error)
         report += done
 
-    for balance in balances.iterator(chunk_size=BALANCES_PER_RUN):
+    # A product's balances may be many: a server-side cursor reads them a chunk at a time. Without a
+    # product row they are few (the rows' balances, their customers'): one plain read, one round trip
+    # where a server-side cursor costs three (declare, fetch, close).
+    read = balances.iterator(chunk_size=BALANCES_PER_RUN) if batch.refs[Scope.PRODUCT] else balances
+    for balance in read:
         chunk.append(balance)
         if len(chunk) == BALANCES_PER_RUN:
             write(chunk)
@@ -210,19 +227,41 @@ def _rows_settle(batch: _Batch) -> None:
             written.append(row.pk)
         else:
             by_error[error[:2000]].append(row.pk)
-    MirrorOutbox.objects.filter(pk__in=written).delete()
+    if written:  # one statement: QuerySet.delete() would wrap it in BEGIN and COMMIT, two round trips more
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {MirrorOutbox._meta.db_table} WHERE id = ANY(%s)", [written])
     for error, ids in by_error.items():
         MirrorOutbox.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, error=error)
+
+
+def _pages(ids: Iterable[int] | None, rows: list[MirrorOutbox] | None) -> Iterator[list[MirrorOutbox]]:
+    """The rows to write, ROWS_PER_RUN at a time: `rows` as given, else read from the table."""
+    if rows is not None:
+        rows = sorted(rows, key=lambda row: row.pk)
+        for start in range(0, len(rows), ROWS_PER_RUN):
+            yield rows[start : start + ROWS_PER_RUN]
+        return
+    queryset = MirrorOutbox.objects.order_by("pk")
+    if ids is not None:
+        queryset = queryset.filter(pk__in=list(ids))
+    last = 0
+    while page := list(queryset.filter(pk__gt=last)[:ROWS_PER_RUN]):
+        yield page
+        if len(page) < ROWS_PER_RUN:
+            return  # that was the last page: asking again would find nothing (one query less per write)
+        last = page[-1].pk
 
 
 def mirror_outbox_write(
     *,
     ids: Iterable[int] | None = None,
+    rows: list[MirrorOutbox] | None = None,
     limit: int | None = None,
     force: bool = False,
     progress: Progress | None = None,
 ) -> WriteReport:
-    """Write the items that outbox rows name (the rows `ids`, or every row), then delete the rows written.
+    """Write the items that outbox rows name (the rows `ids`, or these `rows` as the caller recorded
+    them, or every row), then delete the rows written.
 
     Items are rebuilt from Postgres as it is now, ROWS_PER_RUN rows at a time. A row
     whose write fails stays, with its error, for the next run. `limit`: product rows
@@ -233,12 +272,8 @@ def mirror_outbox_write(
     if not settings.MIRROR_ENABLED:
         return report
     client = mirror_client()
-    rows = MirrorOutbox.objects.order_by("pk")
-    if ids is not None:
-        rows = rows.filter(pk__in=list(ids))
-    last = 0
-    while batch_rows := list(rows.filter(pk__gt=last)[:ROWS_PER_RUN]):
-        last, fetched = batch_rows[-1].pk, len(batch_rows)
+    for page in _pages(ids, rows):
+        batch_rows = page
         if limit is not None and (big := _too_big(batch_rows, limit)):
             log.info("outbox rows %s touch more than %s balances each: left to sync_usage", sorted(big), limit)
             report.left += len(big)
@@ -246,8 +281,6 @@ def mirror_outbox_write(
         batch = _Batch(batch_rows)
         report += _batch_write(batch, client=client, force=force, progress=progress)
         _rows_settle(batch)
-        if fetched < ROWS_PER_RUN:
-            break  # that was the last page: asking again would find nothing (one query less per write)
     return report
 
 
