@@ -7,10 +7,13 @@ rules, retries and timeouts); what differs is what it loads to be made:
   holds botocore's DynamoDB model trimmed to GetItem and UpdateItem and the
   shapes they reach (written by `python -m deploy.dynamodb_model` from the
   installed botocore's model; a test and the zip's build check it is current).
-  It is the first of the loader's extra search paths (botocore's data path,
-  where AWS_DATA_PATH's entries follow it), so botocore loads it instead of its
-  62-operation model; every other data file (endpoint rules, partitions,
-  defaults) is botocore's own.
+  Beside it, botocore's `endpoints.json` with every partition, region and
+  variant but only DynamoDB's service entry (the same script writes it; a test
+  shows it resolves DynamoDB as botocore's 1.2 MB file does everywhere): a
+  client parses that file whole when it is made. The folder is the first of
+  the loader's extra search paths (botocore's data path, where AWS_DATA_PATH's
+  entries follow it), so botocore loads these two instead of its own; every
+  other data file (endpoint rules, partitions, defaults) is botocore's own.
 * Before it loads a service model, botocore's loader lists every service in
   every search path (440-odd directories, once for the model and once for its
   endpoint rules) only to check that the name exists. This loader is told the

@@ -1,4 +1,4 @@
-"""The gate's DynamoDB service model: botocore's own, cut down to the two operations it sends.
+"""The gate's DynamoDB service model and endpoint data: botocore's own, cut down to what it sends.
 
     python -m deploy.dynamodb_model [--check]
 
@@ -8,11 +8,18 @@ created (DynamoDB's: 62 operations, 553 shapes); the gate sends only
 `authorizer/botocore_data/dynamodb/<api version>/service-2.json`: botocore's
 installed model with those operations, every shape they reach (input, output,
 errors, recursively), the metadata unchanged, and the documentation left out.
-The authorizer puts that folder first on botocore's data path (the supported
-`data_path` setting, AWS_DATA_PATH's), so its client loads this model and
-everything else (endpoint rules, partitions) from botocore itself.
 
-`--check` writes nothing and exits 1 when the file is not what botocore
+It also writes `authorizer/botocore_data/endpoints.json`: botocore's endpoint
+data (every partition, its regions, defaults and variants) with the services
+list cut to DynamoDB. A client parses that whole file when it is made (1.2 MB,
+300-odd services: measured, about a third of making the gate's client) for
+the one entry of its own service.
+
+The authorizer puts that folder first on botocore's data path (the supported
+`data_path` setting, AWS_DATA_PATH's), so its client loads these two files and
+everything else (endpoint rules, partitions, defaults) from botocore itself.
+
+`--check` writes nothing and exits 1 when a file is not what botocore
 installed here gives: `make authorizer-zip` runs it, and so does a test, so an
 upgraded botocore cannot leave the gate on a stale model.
 """
@@ -80,6 +87,27 @@ def trimmed(model: dict, operations=OPERATIONS) -> dict:
     return result
 
 
+def installed_endpoints() -> dict:
+    """botocore's own endpoint data (endpoints.json), from its installed data alone."""
+    loader = Loader(extra_search_paths=[Loader.BUILTIN_DATA_PATH], include_default_search_paths=False)
+    return loader.load_data("endpoints")
+
+
+def trimmed_endpoints(endpoints: dict, services=(SERVICE,)) -> dict:
+    """`endpoints` with each partition's services cut to `services`; everything else as it is."""
+    partitions = [
+        {
+            **partition,
+            "services": {name: partition["services"][name] for name in services if name in partition["services"]},
+        }
+        for partition in endpoints["partitions"]
+    ]
+    return {**endpoints, "partitions": partitions}
+
+
+ENDPOINTS_PATH = DATA / "endpoints.json"
+
+
 def model_path(model: dict) -> Path:
     return DATA / SERVICE / model["metadata"]["apiVersion"] / "service-2.json"
 
@@ -90,32 +118,36 @@ def rendered(model: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is out of date")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
     args = parser.parse_args(argv)
     import botocore
 
     model = trimmed(installed_model())
-    path, text = model_path(model), rendered(model)
-    shown = path.relative_to(ROOT)
+    endpoints = trimmed_endpoints(installed_endpoints())
+    files = [
+        (model_path(model), rendered(model), f"{SERVICE} model", f"trimmed to {', '.join(OPERATIONS)}"),
+        (ENDPOINTS_PATH, rendered(endpoints), "endpoint data", f"trimmed to {SERVICE}"),
+    ]
     if args.check:
-        if not path.exists() or path.read_text() != text:
+        stale = [(path, what, how) for path, text, what, how in files if not path.exists() or path.read_text() != text]
+        for path, what, how in stale:
             print(
-                f"{shown} is not the {SERVICE} model of botocore {botocore.__version__} trimmed to "
-                f"{', '.join(OPERATIONS)}: run `python -m deploy.dynamodb_model`",
+                f"{path.relative_to(ROOT)} is not the {what} of botocore {botocore.__version__} {how}: "
+                "run `python -m deploy.dynamodb_model`",
                 file=sys.stderr,
             )
-            return 1
-        print(f"{shown}: botocore {botocore.__version__}'s {SERVICE} model, trimmed to {', '.join(OPERATIONS)}")
-        return 0
-    stale = [p for p in (DATA / SERVICE).glob("*/service-2.json") if p != path]
+        for path, _text, what, how in files:
+            if all(path != s[0] for s in stale):
+                print(f"{path.relative_to(ROOT)}: botocore {botocore.__version__}'s {what}, {how}")
+        return 1 if stale else 0
+    stale = [p for p in (DATA / SERVICE).glob("*/service-2.json") if p != model_path(model)]
     for old in stale:  # another API version's file would shadow nothing but mislead
         old.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(
-        f"wrote {shown}: {len(model['operations'])} operations and {len(model['shapes'])} shapes "
-        f"of botocore {botocore.__version__}'s {SERVICE} model ({len(text):,} bytes)"
-    )
+    for path, text, what, how in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}: botocore {botocore.__version__}'s {what}, {how} ({len(text):,} bytes)")
+    print(f"  ({len(model['operations'])} operations and {len(model['shapes'])} shapes)")
     return 0
 
 

@@ -187,8 +187,11 @@ def test_it_holds_every_authorizer_module_but_the_tests(authorizer_zip):
     bytecode = {
         f"{module.rsplit('/', 1)[0]}/__pycache__/{module.rsplit('/', 1)[1][:-3]}.{tag}.pyc" for module in expected
     }
-    # ... and the trimmed DynamoDB model its botocore client loads (authorizer/dynamodb.py).
-    expected |= bytecode | {"authorizer/botocore_data/dynamodb/2012-08-10/service-2.json"}
+    # ... and the trimmed DynamoDB model and endpoint data its botocore client loads (authorizer/dynamodb.py).
+    expected |= bytecode | {
+        "authorizer/botocore_data/dynamodb/2012-08-10/service-2.json",
+        "authorizer/botocore_data/endpoints.json",
+    }
     assert {name for name in names if name.startswith("authorizer/")} == expected
     assert [name for name in names if "tests" in name.split("/")] == []
     # Bytecode only for the runtime's Python, and only of the packages the handler imports.

@@ -1,4 +1,5 @@
-"""The gate's trimmed DynamoDB model is botocore's own for GetItem and UpdateItem, and its client uses it.
+"""The gate's trimmed DynamoDB model is botocore's own for GetItem and UpdateItem, its trimmed endpoint
+data is botocore's own for DynamoDB, and its client uses both.
 
 Compared with the model of the botocore installed here, through botocore's
 own model classes and serializer: a botocore upgrade that changes either
@@ -11,12 +12,22 @@ import os
 import pytest
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
+from botocore.regions import EndpointResolver
 from botocore.serialize import create_serializer
 
 from authorizer import dynamodb
 from authorizer.gate import SPEND_CONDITION, SPEND_NAMES, SPEND_UPDATE
 from authorizer.mirror import balance_key, route_key
-from deploy.dynamodb_model import OPERATIONS, installed_model, model_path, rendered, trimmed
+from deploy.dynamodb_model import (
+    ENDPOINTS_PATH,
+    OPERATIONS,
+    installed_endpoints,
+    installed_model,
+    model_path,
+    rendered,
+    trimmed,
+    trimmed_endpoints,
+)
 
 TRIMMED_FILE = model_path(installed_model())
 
@@ -117,6 +128,42 @@ def test_botocore_serializes_the_gates_requests_the_same_from_both_models(models
     assert sent[1]["headers"]["X-Amz-Target"] == f"DynamoDB_20120810.{name}"
 
 
+def test_the_endpoint_file_is_what_the_script_derives_from_the_installed_botocore():
+    assert ENDPOINTS_PATH.read_text() == rendered(trimmed_endpoints(installed_endpoints()))
+    assert ENDPOINTS_PATH.parent == dynamodb.DATA_PATH
+
+
+def resolved(resolver: EndpointResolver, method: str, *args, **kwargs) -> object:
+    """What botocore's resolver answers: its result, or the error it raises."""
+    try:
+        return getattr(resolver, method)(*args, **kwargs)
+    except Exception as e:  # an unsupported variant raises: the same error must come from both
+        return (type(e).__name__, str(e))
+
+
+def test_the_endpoint_data_resolves_dynamodb_as_botocores_does_in_every_partition_and_region():
+    full, ours = installed_endpoints(), json.loads(ENDPOINTS_PATH.read_text())
+    assert [{k: v for k, v in p.items() if k != "services"} for p in ours["partitions"]] == [
+        {k: v for k, v in p.items() if k != "services"} for p in full["partitions"]
+    ]
+    assert all(set(p["services"]) == {"dynamodb"} for p in ours["partitions"])
+    botocores, gates = EndpointResolver(full), EndpointResolver(ours)
+    assert gates.get_available_partitions() == botocores.get_available_partitions()
+    regions = {r for p in full["partitions"] for r in p["regions"]} | {"local", "us-east-1-fips", "eu-nowhere-9"}
+    variants = [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True}]
+    for partition in botocores.get_available_partitions():
+        assert gates.get_available_endpoints("dynamodb", partition) == botocores.get_available_endpoints(
+            "dynamodb", partition
+        )
+    for region in sorted(regions):
+        assert resolved(gates, "get_partition_for_region", region) == resolved(
+            botocores, "get_partition_for_region", region
+        )
+        for variant in variants:
+            asked = ("construct_endpoint", "dynamodb", region)
+            assert resolved(gates, *asked, **variant) == resolved(botocores, *asked, **variant), (region, variant)
+
+
 def test_the_gates_client_loads_the_trimmed_model_and_botocores_endpoint_rules():
     client = dynamodb.client()
     assert client.meta.service_model.operation_names == ["GetItem", "UpdateItem"]
@@ -127,7 +174,9 @@ def test_the_gates_client_loads_the_trimmed_model_and_botocores_endpoint_rules()
     assert model_file == str(TRIMMED_FILE.with_suffix(""))
     assert session_loader.is_builtin_path(rules_file)
     _, endpoints_file = session_loader.load_data_with_path("endpoints")
-    assert session_loader.is_builtin_path(endpoints_file)  # so botocore's endpoint rules decide, as for any client
+    assert endpoints_file == str(ENDPOINTS_PATH.with_suffix(""))
+    _, partitions_file = session_loader.load_data_with_path("partitions")
+    assert session_loader.is_builtin_path(partitions_file)  # botocore's endpoint rules decide, as for any client
 
 
 def test_the_loader_knows_dynamodb_as_botocores_does_and_no_other_service():
