@@ -63,6 +63,25 @@ NOT_A_JWT = "The token is not a JWT (three base64url parts separated by dots)"
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
+class VerifyingECDSA(ec.ECDSA):
+    """cryptography's ECDSA signature algorithm, made without importing cryptography's OpenSSL backend.
+
+    `ec.ECDSA.__init__` imports `cryptography.hazmat.backends.openssl.backend`
+    (its cffi bindings and the cipher modules, measured: about a twentieth of
+    the gate's cold start) only to ask whether deterministic *signing* is
+    supported; verifying is done by the key in cryptography's Rust core and
+    reads `algorithm` alone. This sets what `ECDSA.__init__` sets for
+    `deterministic_signing=False` and nothing else (a test compares both).
+    """
+
+    def __init__(self, algorithm: hashes.HashAlgorithm) -> None:
+        self._algorithm = algorithm
+        self._deterministic_signing = False
+
+
+ES256_SIGNATURE = VerifyingECDSA(hashes.SHA256())
+
+
 class TokenError(Exception):
     """The token is missing, malformed, expired, or not signed by a key we trust. The message says which."""
 
@@ -264,7 +283,7 @@ class Verifier:
                 if len(signature) != 64 or not isinstance(key, ec.EllipticCurvePublicKey):
                     raise InvalidSignature
                 r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-                key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+                key.verify(encode_dss_signature(r, s), signing_input, ES256_SIGNATURE)
             elif isinstance(key, rsa.RSAPublicKey):
                 key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
             else:

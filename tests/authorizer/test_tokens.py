@@ -2,7 +2,10 @@
 
 import base64
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -11,6 +14,7 @@ from authorizer.config import ConfigError
 from authorizer.tokens import TokenError, Verifier, jwk_thumbprint, load_public_keys
 from tests.authorizer.support import AUDIENCE, ISSUER, KEY, KeyPair, mint
 
+ROOT = Path(__file__).resolve().parents[2]
 CLAIMS = {"sub": "cus_alice", "client_id": "cli_alice", "ver": 3, "scope": "maps weather"}
 
 
@@ -195,3 +199,39 @@ def test_the_signature_covers_the_claims():
         forged = _segment(json.dumps(claims | change).encode())
         with pytest.raises(TokenError, match="signature"):
             verifier().verify(f"{header}.{forged}.{signature}")
+
+
+def test_the_es256_signature_algorithm_is_cryptographys_ecdsa_with_sha256_as_ecdsa_makes_it():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from authorizer.tokens import ES256_SIGNATURE
+
+    real = ec.ECDSA(hashes.SHA256())
+    assert isinstance(ES256_SIGNATURE, ec.ECDSA)
+    assert vars(ES256_SIGNATURE).keys() == vars(real).keys()
+    assert (type(ES256_SIGNATURE.algorithm), ES256_SIGNATURE.deterministic_signing) == (hashes.SHA256, False)
+    # And cryptography's verification takes it: a good signature passes, a flipped bit does not.
+    token = mint(**CLAIMS)
+    assert verifier().verify(token).client_id == "cli_alice"
+    head, claims, signature = token.split(".")
+    forged = f"{head}.{claims}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    with pytest.raises(TokenError, match="Signature verification failed"):
+        verifier().verify(forged)
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256"])
+def test_verifying_a_token_leaves_cryptographys_openssl_backend_unloaded(algorithm):
+    """A fresh interpreter (this one has the backend loaded by the fixtures' key generation)."""
+    key = KEY if algorithm == "ES256" else KeyPair.generate("RS256")
+    token = mint(**CLAIMS, key=key)
+    code = f"""
+import json, sys
+from authorizer.tokens import Verifier, load_public_keys
+v = Verifier(keys=load_public_keys({key.public_pem!r}, {algorithm!r}), algorithm={algorithm!r},
+             issuer={ISSUER!r}, audience={AUDIENCE!r}, leeway=5)
+print(json.dumps({{"client": v.verify({token!r}).client_id,
+                  "backend": "cryptography.hazmat.backends.openssl.backend" in sys.modules}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"client": "cli_alice", "backend": False}
