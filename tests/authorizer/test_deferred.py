@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.authorizer.support import gate_environ
+from tests.authorizer.support import gate_environ, load_event, mint
 
 ROOT = Path(__file__).resolve().parents[2]
 NEVER_AT_COLD_START = [
@@ -95,9 +95,54 @@ print(json.dumps({"documenter": botocore.docs.ServiceDocumenter.__module__, "loa
 def test_nothing_is_deferred_once_botocore_is_loaded_or_when_a_module_is_missing():
     code = """
 import json, sys
-import botocore.session
+import botocore.session, importlib.metadata, dateutil.parser
 from authorizer import deferred
 deferred.defer_heavy_imports()
-print(json.dumps({"docs": deferred.is_deferred("botocore.docs"), "missing": deferred.defer_module("botocore.no_such_module")}))
+print(json.dumps({"deferred": [deferred.is_deferred(n) for n in ("botocore.docs", "importlib.metadata", "dateutil.parser")],
+                  "missing": deferred.defer_module("botocore.no_such_module")}))
 """
-    assert run(code) == {"docs": False, "missing": None}
+    assert run(code) == {"deferred": [False, False, False], "missing": None}
+
+
+def test_a_cold_decision_leaves_importlib_metadata_and_dateutils_parser_unrun(alice_weather, aws):
+    """The whole cold path against moto: import, one Allow (one credit spent), and neither module ran."""
+    event = load_event(
+        "rest_request", token=mint(sub="cus_alice", client_id="cli_alice", ver=1, scope="weather"), api_id="wthr000001"
+    )
+    code = f"""
+import json, sys
+from authorizer import deferred
+from authorizer.handler import lambda_handler
+answer = lambda_handler({event!r}, None)
+print(json.dumps({{"effect": answer["policyDocument"]["Statement"][0]["Effect"],
+                  "deferred": [deferred.is_deferred(n) for n in ("importlib.metadata", "dateutil.parser")],
+                  "loaded": sorted(m for m in ("zipfile", "csv", "dateutil.parser._parser") if m in sys.modules)}}))
+"""
+    assert run(code, AWS_ENDPOINT_URL=aws, MIRROR_TABLE=alice_weather.table) == {
+        "effect": "Allow",
+        "deferred": [True, True],
+        "loaded": [],
+    }
+    assert alice_weather.used("cus_alice", "weather") == 1
+
+
+def test_the_functions_taken_from_deferred_modules_run_the_modules_own():
+    code = """
+import json, sys, datetime
+import authorizer.handler
+import botocore, urllib3.http2, botocore.credentials, botocore.utils
+from importlib.metadata import version
+import dateutil.parser
+print(json.dumps({
+    "urllib3": urllib3.http2.version("botocore"), "importlib": version("botocore"), "botocore": botocore.__version__,
+    "real": sys.modules["importlib.metadata"].version.__module__, "parse": botocore.credentials.parse("2030-01-02T03:04:05Z").isoformat(),
+    "timestamp": botocore.utils.parse_timestamp("Wed, 02 Jan 2030 03:04:05 GMT").isoformat(),
+    "parser": dateutil.parser.parse.__module__,
+}))
+"""
+    report = run(code)
+    assert report["urllib3"] == report["importlib"] == report["botocore"]
+    assert report["real"] == "importlib.metadata"
+    assert report["parse"] == "2030-01-02T03:04:05+00:00"
+    assert report["timestamp"] == "2030-01-02T03:04:05+00:00"
+    assert report["parser"] == "dateutil.parser._parser"
