@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             if all(path != s[0] for s in stale):
                 print(f"{path.relative_to(ROOT)}: botocore {botocore.__version__}'s {what}, {how}")
         return 1 if stale else 0
-    stale = [p for p in (DATA / SERVICE).glob("*/service-2.json") if p != model_path(model)]
-    for old in stale:  # another API version's file would shadow nothing but mislead
+    old_models = [p for p in (DATA / SERVICE).glob("*/service-2.json") if p != model_path(model)]
+    for old in old_models:  # another API version's file would shadow nothing but mislead
         old.unlink()
     for path, text, what, how in files:
         path.parent.mkdir(parents=True, exist_ok=True)
