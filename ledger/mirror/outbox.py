@@ -85,7 +85,9 @@ def mirror_outbox_add(
     due = {id(hook) for _, hook, _ in transaction.get_connection().run_on_commit}
     for dropped in [recorded for recorded in pending if id(recorded) not in due]:
         # Its hook was dropped: those rows were rolled back (with their transaction, or a savepoint),
-        # never committed. Forgotten, so they are not written after someone else's commit.
+        # never committed. Forgotten, so they are not written after someone else's commit. (Were this
+        # called from another commit hook that runs before ours, rows just committed would look the
+        # same: they stay in the table and the minute's run writes them. No hook records rows today.)
         del pending[dropped]
 
     def hook() -> None:
