@@ -28,7 +28,12 @@ class UsageReport:
 def _usage_catch_up(balance_id: int, mirror_used: int) -> int:
     """Record in the ledger what the gate spent beyond what Postgres has, under the balance's lock."""
     with transaction.atomic():
-        balance = Balance.objects.select_for_update().select_related("customer", "product").get(pk=balance_id)
+        # The balance's row only: FOR UPDATE of the product (and customer) rows as well would conflict
+        # with the FOR KEY SHARE that the foreign-key check of every other transaction's ledger entry of
+        # the product takes at its commit, after its rollups: a deadlock (docs/architecture.md).
+        balance = (
+            Balance.objects.select_for_update(of=("self",)).select_related("customer", "product").get(pk=balance_id)
+        )
         new = mirror_used - balance.used
         if new <= 0:
             return 0

@@ -141,7 +141,7 @@ def _grant(purchases: list[Purchase], customer: Customer) -> None:
     by_product: dict[int, list[Purchase]] = defaultdict(list)
     for purchase in purchases:
         by_product[purchase.product_id].append(purchase)  # type: ignore[index]  # APPLIED: has a product
-    for product_id, lines in by_product.items():
+    for product_id, lines in sorted(by_product.items()):  # balances locked in product order, as everywhere
         balance = _balance_add(customer, product_id, sum(p.credits for p in lines))
         remaining = balance.granted - balance.used - sum(p.credits for p in lines)
         for purchase in lines:

@@ -133,7 +133,7 @@ def _take_back(
             by_balance[(purchase.customer_id, purchase.product_id)].append((purchase, units, claimed))  # type: ignore[index]
         else:  # unmatched, another product, or nothing left of the line: recorded, nothing to take
             lines.append(RefundLine(refund=refund, purchase=purchase, quantity=units))
-    for (customer_id, product_id), group in by_balance.items():
+    for (customer_id, product_id), group in sorted(by_balance.items()):  # balances locked in (customer, product) order
         balance = (
             Balance.objects.select_for_update(of=("self",))
             .select_related("customer", "product")
