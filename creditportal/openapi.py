@@ -201,7 +201,8 @@ SHOPIFY_DOOR = {
             "409": _detail("A line the Zapier door recorded with other content."),
             "413": _detail("A body over SHOPIFY_WEBHOOK_MAX_BYTES."),
             "503": _detail(
-                "The gate's balances could not be read (a refund needs them): nothing written; Shopify retries."
+                "The gate's balances could not be read (a refund needs them), or a concurrent write broke the "
+                "transaction off twice: nothing written; Shopify retries."
             ),
         },
     }

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.db import OperationalError
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
@@ -14,6 +15,7 @@ from ledger.models import Purchase
 from ledger.serializers import PurchaseResultSerializer, ZapierPurchaseSerializer
 from ledger.services import PurchaseConflict
 from ledger.store.orders import order_record
+from ledger.store.retry import RETRY_AFTER, conflict_answer, conflict_of, conflict_retried
 from ledger.store.zapier import zapier_order
 
 
@@ -44,7 +46,8 @@ class ZapierPurchaseView(APIView):
     202: unknown product, stored for staff to match. 400: field errors, nothing
     written. 401: missing or wrong secret. 409: this order line was recorded
     before with different content. 413: a body over ZAPIER_WEBHOOK_MAX_BYTES.
-    415: neither JSON nor form data.
+    415: neither JSON nor form data. 503: Postgres broke the transaction off twice in a conflict (a
+    deadlock: it is run once more first, ledger/store/retry.py), nothing written: deliver it again.
     """
 
     authentication_classes = [ZapierWebhookAuthentication]
@@ -84,17 +87,22 @@ class ZapierPurchaseView(APIView):
             ),
             413: detail("A body over ZAPIER_WEBHOOK_MAX_BYTES."),
             415: detail("Neither JSON nor form data."),
+            503: detail("A concurrent write broke the transaction off twice: nothing recorded, deliver it again."),
         },
     )
     def post(self, request: Request) -> Response:
         order, several = zapier_order(request.data)
         try:
-            recorded = order_record(order=order)
+            recorded = conflict_retried(lambda: order_record(order=order), what=f"Zapier order {order.order_id}")
         except PurchaseConflict as conflict:
             return Response(
                 {"detail": str(conflict), "purchase": PurchaseResultSerializer(conflict.purchase).data},
                 status=status.HTTP_409_CONFLICT,
             )
+        except OperationalError as e:
+            if conflict_of(e) is None:
+                raise
+            return Response(conflict_answer(e), status=503, headers={"Retry-After": RETRY_AFTER})
         code: int
         if not recorded.any_created:
             code = status.HTTP_200_OK

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -23,6 +23,7 @@ from ledger.serializers import _unstorable
 from ledger.services import PurchaseConflict
 from ledger.store.orders import order_record
 from ledger.store.refunds import RefundRecorded, order_cancel, refund_record
+from ledger.store.retry import RETRY_AFTER, conflict_answer, conflict_of, conflict_retried
 from ledger.store.shopify import PayloadError, order_parse, refund_parse, signature_valid
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,9 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     """200: handled (or a redelivery, or a topic we do not handle). 400: not the resource its topic
     names, nothing written. 401: signature missing or wrong. 409: a line recorded by the Zapier door
     with other content. 413: body over SHOPIFY_WEBHOOK_MAX_BYTES. 503: the mirror could not be read
-    (a refund needs what the gate has spent): nothing written, Shopify retries."""
+    (a refund needs what the gate has spent), or Postgres broke the transaction off twice in a
+    conflict (a deadlock: it is run once more first, ledger/store/retry.py): nothing written,
+    Shopify retries."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -119,7 +122,7 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     if unstorable:
         return JsonResponse({"detail": f"The body cannot be stored: {unstorable}"}, status=400)
     try:
-        answer = _handle(topic, payload)  # its own transaction
+        answer = conflict_retried(lambda: _handle(topic, payload), what=f"Shopify webhook {webhook_id} ({topic})")
     except PayloadError as e:
         return JsonResponse({"detail": str(e)}, status=400)
     except PurchaseConflict as conflict:
@@ -127,6 +130,12 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     except (BotoCoreError, ClientError) as e:
         logger.error("Shopify webhook %s (%s): the mirror could not be read: %s", webhook_id, topic, e)
         return JsonResponse({"detail": "The gate's balances could not be read; try again later."}, status=503)
+    except OperationalError as e:
+        if conflict_of(e) is None:
+            raise
+        logger.error("Shopify webhook %s (%s): broken off twice by a %s; nothing written", webhook_id, topic,
+                     conflict_of(e))  # fmt: skip
+        return JsonResponse(conflict_answer(e), status=503, headers={"Retry-After": RETRY_AFTER})
     # After the handler's commit. A redelivery (Shopify retries for hours) is handled again and changes
     # nothing: each handler is idempotent by the store's own ids (order line ids, refund ids), which
     # also covers a process that died between the commit and this record.
