@@ -8,6 +8,14 @@ Two authorizer variants: routed by API id (a GetItem, then the UpdateItem) and
 pinned with AUTHORIZER_PRODUCT (a GetItem of the called API's route prices, then the UpdateItem: the
 same two requests since route prices).
 
+A third process is the floor under any botocore-based gate: only what no
+botocore client can do without (botocore.auth's SigV4 signer, which imports
+botocore.compat, botocore.utils and urllib3; botocore.credentials' chain, here
+its first provider, the environment's; urllib3 with both timeouts), signing
+and sending the same UpdateItem by hand, with no client, no token check and no
+GetItem. It is not a way to build the gate (the goal keeps botocore's client);
+it shows how far down the goal can be reached by trimming around botocore.
+
 Then where the time goes: a few more fresh processes of each under
 `python -X importtime`, each module's own time (not counting the modules it
 imports, which would blame whoever imports a shared module first) summed per
@@ -47,6 +55,26 @@ t0 = time.perf_counter()
 import boto3
 client = boto3.client("dynamodb")
 client.update_item(**PARAMS)
+t1 = time.perf_counter()
+print(t1 - t0)
+"""
+
+
+FLOOR = """
+import time
+t0 = time.perf_counter()
+import json, os
+import botocore.auth, botocore.credentials, urllib3
+from botocore.awsrequest import AWSRequest
+credentials = botocore.credentials.EnvProvider().load()
+body = json.dumps(PARAMS)
+url = os.environ["AWS_ENDPOINT_URL"] + "/"
+headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.UpdateItem"}
+request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+botocore.auth.SigV4Auth(credentials, "dynamodb", os.environ["AWS_REGION"]).add_auth(request)
+http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=2), retries=False)
+response = http.request("POST", url, body=body.encode(), headers=dict(request.headers.items()))
+assert response.status == 200 and "Attributes" in json.loads(response.data), response.data
 t1 = time.perf_counter()
 print(t1 - t0)
 """
@@ -100,36 +128,45 @@ def main(runs: int) -> None:
         the_event = json.dumps(event("rest_request"))
         authorizer_code = AUTHORIZER.replace("EVENT", f"__import__('json').loads({the_event!r})")
         boto3_code = BOTO3.replace("PARAMS", repr(raw_update_params()))
+        floor_code = FLOOR.replace("PARAMS", repr(raw_update_params()))
         pinned_env = env | {"AUTHORIZER_PRODUCT": "weather"}
 
         for _ in range(2):  # compile bytecode caches, warm the page cache
-            timed(authorizer_code, env), timed(boto3_code, env)
-        routed, pinned, boto3 = [], [], []
-        for _ in tqdm(range(runs), desc="authorizer_cold", unit="round (3 processes)"):
+            timed(authorizer_code, env), timed(boto3_code, env), timed(floor_code, env)
+        routed, pinned, boto3, floor = [], [], [], []
+        load = os.getloadavg()[0]
+        for _ in tqdm(range(runs), desc="authorizer_cold", unit="round (4 processes)"):
             routed.append(timed(authorizer_code, env))
             boto3.append(timed(boto3_code, env))
             pinned.append(timed(authorizer_code, pinned_env))
+            floor.append(timed(floor_code, env))
+        load = max(load, os.getloadavg()[0])
 
         base = median(boto3)
         print(f"import-time breakdown: {BREAKDOWN_RUNS} more fresh processes of each under -X importtime", flush=True)
         gate_imports = import_costs(authorizer_code, env)
         boto3_imports = import_costs(boto3_code, env)
+        floor_imports = import_costs(floor_code, env)
         report(
             "authorizer_cold",
             title="Authorizer, cold process: import + one decision vs import boto3 + client + one UpdateItem",
             lines=[
                 f"{runs} fresh processes each, alternating; time measured inside each, from the first import",
+                f"load average (1 min) up to {load:.2f} on {os.cpu_count()} CPUs during the timed runs",
                 f"boto3 + client + UpdateItem             median {base * 1e3:7.1f} ms",
                 f"authorizer, routed (GetItem + Update)   median {median(routed) * 1e3:7.1f} ms",
                 f"authorizer, AUTHORIZER_PRODUCT pinned   median {median(pinned) * 1e3:7.1f} ms",
+                f"floor: SigV4 + env credentials + urllib3 {median(floor) * 1e3:7.1f} ms",
                 "",
                 f"where it goes (python -X importtime, own time per package, medians of {BREAKDOWN_RUNS} runs):",
                 breakdown_line("authorizer, routed", *gate_imports),
                 breakdown_line("boto3 + client + UpdateItem", *boto3_imports),
+                breakdown_line("floor (signer, credentials, urllib3)", *floor_imports),
             ],
             ratios=[
                 Ratio("cold authorizer, routed / boto3 + client + UpdateItem", median(routed) / base, GOAL),
                 Ratio("cold authorizer, pinned / boto3 + client + UpdateItem", median(pinned) / base, GOAL),
+                Ratio("floor (botocore signer + credentials + urllib3) / the same", median(floor) / base),
             ],
             reproduce=command(".venv/bin/python", "bench/authorizer_cold.py", runs),
         )
