@@ -19,6 +19,10 @@ other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
 * `botocore.utils` and `botocore.credentials` import `dateutil.parser` to parse
   timestamps of credentials that expire and of responses that carry them; the
   gate's environment credentials and its two operations have none.
+* `locale` (imported by `calendar` and `subprocess`, both by botocore; it
+  builds its tables of locale aliases at import) and `configparser` (botocore
+  parses ~/.aws/config with it when there is one; Lambda has none): both are
+  used by name at call time only.
 
 `defer_heavy_imports()` registers those modules in `sys.modules` as the real
 module objects (their spec, `__path__`, `__file__`) whose code has not run
@@ -47,6 +51,7 @@ DOCSTRING_CLASSES = ("ClientMethodDocstring", "PaginatorDocstring", "WaiterDocst
 CRYPTOGRAPHY_SERIALIZATION = "cryptography.hazmat.primitives.serialization"
 # Functions other modules import by name while the module is deferred: {module: names}.
 CALLED_THROUGH = {"importlib.metadata": ("version",), "dateutil.parser": ("parse",)}
+USED_AT_CALL_TIME_ONLY = ("locale", "configparser")
 
 
 def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleType | None:
@@ -147,8 +152,10 @@ def defer_called_through(name: str) -> ModuleType | None:
 
 def defer_heavy_imports() -> None:
     """Defer the modules the module docstring lists: botocore's docs machinery, cryptography's serialization
-    package, importlib.metadata and dateutil.parser."""
+    package, importlib.metadata, dateutil.parser, locale and configparser."""
     defer_botocore_docs()
     defer_module(CRYPTOGRAPHY_SERIALIZATION)
     for name in CALLED_THROUGH:
         defer_called_through(name)
+    for name in USED_AT_CALL_TIME_ONLY:
+        defer_module(name)

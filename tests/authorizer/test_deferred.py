@@ -104,7 +104,10 @@ print(json.dumps({"deferred": [deferred.is_deferred(n) for n in ("botocore.docs"
     assert run(code) == {"deferred": [False, False, False], "missing": None}
 
 
-def test_a_cold_decision_leaves_importlib_metadata_and_dateutils_parser_unrun(alice_weather, aws):
+DEFERRED_AT_COLD_START = ("importlib.metadata", "dateutil.parser", "locale", "configparser")
+
+
+def test_a_cold_decision_leaves_the_deferred_modules_unrun(alice_weather, aws):
     """The whole cold path against moto: import, one Allow (one credit spent), and neither module ran."""
     event = load_event(
         "rest_request", token=mint(sub="cus_alice", client_id="cli_alice", ver=1, scope="weather"), api_id="wthr000001"
@@ -115,12 +118,12 @@ from authorizer import deferred
 from authorizer.handler import lambda_handler
 answer = lambda_handler({event!r}, None)
 print(json.dumps({{"effect": answer["policyDocument"]["Statement"][0]["Effect"],
-                  "deferred": [deferred.is_deferred(n) for n in ("importlib.metadata", "dateutil.parser")],
+                  "deferred": [deferred.is_deferred(n) for n in {DEFERRED_AT_COLD_START!r}],
                   "loaded": sorted(m for m in ("zipfile", "csv", "dateutil.parser._parser") if m in sys.modules)}}))
 """
     assert run(code, AWS_ENDPOINT_URL=aws, MIRROR_TABLE=alice_weather.table) == {
         "effect": "Allow",
-        "deferred": [True, True],
+        "deferred": [True] * len(DEFERRED_AT_COLD_START),
         "loaded": [],
     }
     assert alice_weather.used("cus_alice", "weather") == 1
@@ -138,6 +141,7 @@ print(json.dumps({
     "real": sys.modules["importlib.metadata"].version.__module__, "parse": botocore.credentials.parse("2030-01-02T03:04:05Z").isoformat(),
     "timestamp": botocore.utils.parse_timestamp("Wed, 02 Jan 2030 03:04:05 GMT").isoformat(),
     "parser": dateutil.parser.parse.__module__,
+    "locale": __import__("locale").normalize("en_US"), "calendar": __import__("calendar").month_name[1],
 }))
 """
     report = run(code)
@@ -146,3 +150,18 @@ print(json.dumps({
     assert report["parse"] == "2030-01-02T03:04:05+00:00"
     assert report["timestamp"] == "2030-01-02T03:04:05+00:00"
     assert report["parser"] == "dateutil.parser._parser"
+    assert (report["locale"], report["calendar"]) == ("en_US.ISO8859-1", "January")
+
+
+def test_botocore_reads_an_aws_config_file_through_the_deferred_configparser(tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[default]\nmax_attempts = 7\n")
+    code = """
+import json, sys
+from authorizer import deferred
+deferred.defer_heavy_imports()  # as the handler does first
+before = deferred.is_deferred("configparser")
+import botocore.session
+print(json.dumps({"before": before, "attempts": botocore.session.Session().get_config_variable("max_attempts")}))
+"""
+    assert run(code, AWS_CONFIG_FILE=str(config)) == {"before": True, "attempts": 7}
