@@ -1,15 +1,19 @@
-"""The emails a purchase sends: built here from templates/emails/, sent by
-ledger.services.purchase_email_send after the purchase has committed."""
+"""The emails a purchase sends: built here from templates/emails/, and sent by
+purchase_email_send after the purchase has committed."""
 
+import logging
 from collections.abc import Sequence
 from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from accounts.links import password_set_url, token_url
 from ledger.models import Balance, Purchase
+
+logger = logging.getLogger(__name__)
 
 
 def _message(*, template: str, subject: str, to: str, context: dict) -> EmailMultiAlternatives:
@@ -75,3 +79,45 @@ def purchase_credits_added_message(*, purchase: Purchase, others: Sequence[Purch
     context = _context(purchase, others)
     subject = f"{context['what']} credits added to your CreditPortal account"
     return _message(template="purchase_credits_added", subject=subject, to=purchase.customer.email, context=context)
+
+
+def purchase_email_send(
+    *,
+    purchase_id: int,
+    client_id: str | None = None,
+    secret: str | None = None,
+    reissued: bool = False,
+    purchase: Purchase | None = None,
+    others: list[Purchase] | None = None,
+) -> bool:
+    """Send a purchase's email now (called after commit): the welcome email when
+    given the credential's secret, else "credits added". Never raises: a failure
+    is recorded on the purchase and logged (without the secret) for staff to resend.
+    """
+    kind = "welcome" if secret else "credits added"
+    try:
+        if purchase is None:  # `purchase`: the caller's copy, its customer and product loaded (one query less)
+            purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
+        if secret:
+            if client_id is None:
+                raise ValueError("a welcome email needs the credential's client id")
+            message = purchase_welcome_message(
+                purchase=purchase, client_id=client_id, secret=secret, reissued=reissued, others=others or ()
+            )
+        else:
+            message = purchase_credits_added_message(purchase=purchase, others=others or ())
+        message.send()
+    except Exception as e:  # noqa: BLE001 - whatever broke, the purchase stands
+        error = f"{type(e).__name__}: {e}"
+        if secret:
+            error = error.replace(secret, "[secret]")
+        Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
+            email_status=Purchase.EmailStatus.FAILED, email_error=error[:2000]
+        )
+        logger.error("Purchase %s: the %s email failed: %s", purchase_id, kind, error)
+        return False
+    Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
+        email_status=Purchase.EmailStatus.SENT, email_error="", emailed=timezone.now()
+    )
+    logger.info("Purchase %s: %s email sent to %s", purchase, kind, ", ".join(message.to))
+    return True

@@ -4,9 +4,7 @@ balance always equals the ledger's sums."""
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -15,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Customer, User
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
-from ledger.emails import purchase_credits_added_message, purchase_welcome_message
+from ledger.emails import purchase_email_send
 from ledger.low_balance import low_balance_check
 from ledger.mirror.outbox import mirror_outbox_add as mirror_outbox_add  # accounts' services use it
 from ledger.models import Balance, LedgerEntry, Product, ProductApi, ProductSku, ProductVariant, Purchase
@@ -171,21 +169,6 @@ def product_upsert(
     return product, changed
 
 
-@dataclass(frozen=True)
-class PurchaseRecorded:
-    purchase: Purchase
-    created: bool  # False: a repeated delivery of a line already recorded; nothing changed
-
-
-class PurchaseConflict(Exception):
-    """An order line already recorded arrived again with different content: nothing changed."""
-
-    def __init__(self, purchase: Purchase, differences: list[str]):
-        self.purchase = purchase
-        self.differences = differences
-        super().__init__(f"{purchase} was already recorded with {', '.join(differences)}; nothing changed.")
-
-
 def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
     """Apply a recorded purchase (its row locked or just inserted): customer, credits, email after commit."""
     customer, credential, secret = customer_get_or_create(email=purchase.email, name=purchase.name)
@@ -207,37 +190,6 @@ def _purchase_grant(*, purchase: Purchase, product: Product) -> None:
             secret=secret,
         )
     )
-
-
-@transaction.atomic
-def purchase_record(
-    *,
-    source: Purchase.Source,
-    order_id: str,
-    line_id: str = "",
-    email: str,
-    name: str = "",
-    product_ref: str,
-    quantity: int,
-    payload: dict[str, Any] | None = None,
-) -> PurchaseRecorded:
-    """Record one order line once, and grant its credits if its product is known (a slug: credits; a SKU:
-    quantity × its pack's credits per unit).
-
-    A new email gets a customer and a credential; the email (welcome with the
-    credentials, or credits added) goes out after the transaction commits. An
-    unknown product is stored as unmatched for staff to apply. A repeated
-    delivery, even at the same moment, changes nothing and returns the stored
-    purchase (created=False); one with different content raises PurchaseConflict.
-    """
-    if quantity <= 0:
-        raise ValidationError("A purchase must be for a positive number of credits.", code="not_positive")
-    # The store's one way to record lines (packs, both doors, the order's lock): ledger/store/orders.py.
-    from ledger.store.orders import OrderLine, StoreOrder, order_record
-
-    line = OrderLine(line_id=line_id, quantity=quantity, product_ref=product_ref, payload=payload or {})
-    recorded = order_record(order=StoreOrder(source=source, order_id=order_id, email=email, name=name, lines=[line]))
-    return PurchaseRecorded(purchase=recorded.purchases[0], created=recorded.created[0])
 
 
 def _customer_of(purchase: Purchase) -> Customer:
@@ -296,45 +248,3 @@ def purchase_email_resend(*, purchase: Purchase, by: User) -> Purchase:
         partial(purchase_email_send, purchase_id=purchase.pk, client_id=client_id, secret=secret, reissued=True)
     )
     return purchase
-
-
-def purchase_email_send(
-    *,
-    purchase_id: int,
-    client_id: str | None = None,
-    secret: str | None = None,
-    reissued: bool = False,
-    purchase: Purchase | None = None,
-    others: list[Purchase] | None = None,
-) -> bool:
-    """Send a purchase's email now (called after commit): the welcome email when
-    given the credential's secret, else "credits added". Never raises: a failure
-    is recorded on the purchase and logged (without the secret) for staff to resend.
-    """
-    kind = "welcome" if secret else "credits added"
-    try:
-        if purchase is None:  # `purchase`: the caller's copy, its customer and product loaded (one query less)
-            purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
-        if secret:
-            if client_id is None:
-                raise ValueError("a welcome email needs the credential's client id")
-            message = purchase_welcome_message(
-                purchase=purchase, client_id=client_id, secret=secret, reissued=reissued, others=others or ()
-            )
-        else:
-            message = purchase_credits_added_message(purchase=purchase, others=others or ())
-        message.send()
-    except Exception as e:  # noqa: BLE001 - whatever broke, the purchase stands
-        error = f"{type(e).__name__}: {e}"
-        if secret:
-            error = error.replace(secret, "[secret]")
-        Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
-            email_status=Purchase.EmailStatus.FAILED, email_error=error[:2000]
-        )
-        logger.error("Purchase %s: the %s email failed: %s", purchase_id, kind, error)
-        return False
-    Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
-        email_status=Purchase.EmailStatus.SENT, email_error="", emailed=timezone.now()
-    )
-    logger.info("Purchase %s: %s email sent to %s", purchase, kind, _customer_of(purchase).email)
-    return True

@@ -13,8 +13,7 @@ from creditportal.parsers import FormParser, JSONParser
 from ledger.authentication import ZapierWebhookAuthentication
 from ledger.models import Purchase
 from ledger.serializers import PurchaseResultSerializer, ZapierPurchaseSerializer
-from ledger.services import PurchaseConflict
-from ledger.store.orders import order_record
+from ledger.store.orders import PurchaseConflict, order_record
 from ledger.store.retry import RETRY_AFTER, conflict_answer, conflict_of, conflict_retried
 from ledger.store.zapier import zapier_order
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from accounts.models import Customer, User
 from accounts.services import credential_create, credential_rotate, customer_get_or_create
 from ledger.models import Product, Purchase
-from ledger.services import product_upsert, purchase_record, usage_record
+from ledger.services import product_upsert, usage_record
+from ledger.store.orders import purchase_record
 
 STAFF_EMAIL = "staff@example.com"
 CUSTOMER_EMAIL = "demo.customer@example.com"

@@ -75,7 +75,8 @@ django.setup()
 from accounts.models import Credential, Customer, User
 from accounts.services import credential_revoke, customer_suspend
 from ledger.models import Product, Purchase
-from ledger.services import credits_adjust, purchase_record
+from ledger.services import credits_adjust
+from ledger.store.orders import purchase_record
 
 print("ready", flush=True)
 command = json.loads(sys.stdin.readline())

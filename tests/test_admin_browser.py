@@ -4,7 +4,8 @@ whole, without scrolling sideways (issue 12, first hour). Screenshots: test-outp
 import pytest
 
 from ledger.models import Purchase
-from ledger.services import credits_adjust, purchase_record
+from ledger.services import credits_adjust
+from ledger.store.orders import purchase_record
 from tests import test_portal_browser as portal_browser
 
 pytestmark = pytest.mark.browser

@@ -26,7 +26,8 @@ from accounts.services import (
 from creditportal import scheduled
 from ledger.mirror.client import mirror_client
 from ledger.models import Balance, MirrorOutbox, Purchase
-from ledger.services import credits_adjust, credits_grant, product_upsert, purchase_record, usage_record
+from ledger.services import credits_adjust, credits_grant, product_upsert, usage_record
+from ledger.store.orders import purchase_record
 from tests.authorizer.support import RequestCounter
 from tests.conftest import admin_form_data
 from tests.test_gate import call, effect, token_for
@@ -238,7 +239,7 @@ django.setup()
 from accounts.models import Credential, Customer
 from accounts.services import credential_revoke, customer_suspend
 from ledger.models import Purchase
-from ledger.services import purchase_record
+from ledger.store.orders import purchase_record
 
 what, ref = sys.argv[1:3]
 if what == "suspend":

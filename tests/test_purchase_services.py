@@ -11,7 +11,8 @@ from django.db import connection, transaction
 from accounts.models import Credential, Customer, User
 from accounts.services import credential_revoke, customer_get_or_create
 from ledger.models import Balance, LedgerEntry, Purchase
-from ledger.services import purchase_apply, purchase_email_resend, purchase_record
+from ledger.services import purchase_apply, purchase_email_resend
+from ledger.store.orders import purchase_record
 
 
 def record(**overrides) -> Purchase:

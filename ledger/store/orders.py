@@ -19,15 +19,16 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import Customer, normalize_email, normalize_name
 from accounts.services import customer_get_or_create
+from ledger.emails import purchase_email_send
 from ledger.mirror.outbox import mirror_outbox_add
 from ledger.models import Balance, LedgerEntry, Purchase
-from ledger.services import PurchaseConflict, purchase_email_send
 from ledger.store.packs import Pack, pack_by_ref, packs_for
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,21 @@ class OrderRecorded:
     @property
     def any_created(self) -> bool:
         return any(self.created)
+
+
+@dataclass(frozen=True)
+class PurchaseRecorded:
+    purchase: Purchase
+    created: bool  # False: a repeated delivery of a line already recorded; nothing changed
+
+
+class PurchaseConflict(Exception):
+    """An order line already recorded arrived again with different content: nothing changed."""
+
+    def __init__(self, purchase: Purchase, differences: list[str]):
+        self.purchase = purchase
+        self.differences = differences
+        super().__init__(f"{purchase} was already recorded with {', '.join(differences)}; nothing changed.")
 
 
 def order_lock(order_id: str) -> None:
@@ -237,3 +253,31 @@ def order_record(*, order: StoreOrder) -> OrderRecorded:
     fresh = iter(new)
     purchases = [p if p is not None else next(fresh) for p in results]
     return OrderRecorded(purchases=purchases, created=[p is None for p in results])
+
+
+@transaction.atomic
+def purchase_record(
+    *,
+    source: Purchase.Source,
+    order_id: str,
+    line_id: str = "",
+    email: str,
+    name: str = "",
+    product_ref: str,
+    quantity: int,
+    payload: dict[str, Any] | None = None,
+) -> PurchaseRecorded:
+    """Record one order line once (order_record with one line), and grant its credits if its product is known (a slug: credits; a SKU:
+    quantity × its pack's credits per unit).
+
+    A new email gets a customer and a credential; the email (welcome with the
+    credentials, or credits added) goes out after the transaction commits. An
+    unknown product is stored as unmatched for staff to apply. A repeated
+    delivery, even at the same moment, changes nothing and returns the stored
+    purchase (created=False); one with different content raises PurchaseConflict.
+    """
+    if quantity <= 0:
+        raise ValidationError("A purchase must be for a positive number of credits.", code="not_positive")
+    line = OrderLine(line_id=line_id, quantity=quantity, product_ref=product_ref, payload=payload or {})
+    recorded = order_record(order=StoreOrder(source=source, order_id=order_id, email=email, name=name, lines=[line]))
+    return PurchaseRecorded(purchase=recorded.purchases[0], created=recorded.created[0])

@@ -20,8 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ledger.serializers import _unstorable
-from ledger.services import PurchaseConflict
-from ledger.store.orders import order_record
+from ledger.store.orders import PurchaseConflict, order_record
 from ledger.store.refunds import RefundRecorded, order_cancel, refund_record
 from ledger.store.retry import RETRY_AFTER, conflict_answer, conflict_of, conflict_retried
 from ledger.store.shopify import PayloadError, order_parse, refund_parse, signature_valid
