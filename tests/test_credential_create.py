@@ -1,16 +1,16 @@
 """accounts.services.credential_create: a new credential and its secret, and at most
 MAX_ACTIVE_CREDENTIALS active ones per customer, however many requests arrive at once."""
 
-import threading
+from functools import partial
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from accounts.models import Credential
 from accounts.services import MAX_ACTIVE_CREDENTIALS, credential_create, credential_revoke
+from tests.concurrency import at_once
 
 ADD = reverse("account_credential_add")
 
@@ -73,25 +73,8 @@ def test_concurrent_new_credential_posts_never_pass_the_limit(alice):
         client = Client()
         client.force_login(alice.user)
         clients.append(client)
-    start = threading.Barrier(posts)
-    statuses, errors = [], []
+    statuses = [response.status_code for response in at_once([partial(c.post, ADD) for c in clients])]
 
-    def post(client: Client) -> None:
-        try:
-            start.wait()
-            statuses.append(client.post(ADD).status_code)
-        except Exception as e:  # reported below, in the test's thread
-            errors.append(e)
-        finally:
-            connection.close()  # this thread's own connection
-
-    threads = [threading.Thread(target=post, args=(c,)) for c in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     assert len(statuses) == posts and all(status < 500 for status in statuses)
     assert active(alice) == MAX_ACTIVE_CREDENTIALS
     assert Credential.objects.filter(customer=alice).count() == MAX_ACTIVE_CREDENTIALS

@@ -5,20 +5,20 @@ from CloudWatch Logs subscription events built as CloudWatch builds them (gzip, 
 import base64
 import gzip
 import json
-import threading
 import uuid
+from functools import partial
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.db.models import Sum
 
 from ledger.access_logs import EventUnreadable, failed_calls_event_record, subscription_event_decode
 from ledger.models import Balance, LedgerEntry, MirrorOutbox, refund_statuses_parse
 from ledger.services import credits_grant, product_upsert, usage_record
+from tests.concurrency import at_once
 
 EVENTS = Path(__file__).parent / "events"
 MAX_BATCH = 10_000  # log events CloudWatch Logs puts in one subscription delivery at most
@@ -145,25 +145,8 @@ def test_concurrent_batches_of_the_same_calls_credit_each_once(alice, bob, produ
     lines = [access_line(c, p) for _ in range(30) for c in (alice, bob) for p in (weather, maps)]
     # Four deliveries of overlapping halves, in different orders, all at once.
     batches = [lines, lines[::-1], lines[: len(lines) // 2], lines[len(lines) // 3 :]]
-    start = threading.Barrier(len(batches))
-    results, errors = [], []
+    results = at_once([partial(failed_calls_event_record, cloudwatch_event(batch)) for batch in batches])
 
-    def deliver(messages: list[str]) -> None:
-        try:
-            start.wait()
-            results.append(failed_calls_event_record(cloudwatch_event(messages)))
-        except Exception as e:  # surfaced below
-            errors.append(e)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver, args=(batch,)) for batch in batches]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
     assert sum(r.refunded for r in results) == len(lines) == refunds().count()
     assert sum(r.refunded + r.already_refunded for r in results) == sum(len(b) for b in batches)
     for customer in (alice, bob):

@@ -1,14 +1,15 @@
-import threading
+from functools import partial
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.models import Balance, LedgerEntry
 from ledger.services import credits_adjust, credits_grant, usage_record
+from tests.concurrency import at_once
 
 
 def ledger_sums(customer, product) -> tuple[int, int]:
@@ -117,26 +118,13 @@ def test_grants_and_adjustments_move_the_balance_version_and_usage_does_not(alic
 def test_concurrent_adjustments_of_one_balance_lose_nothing(alice, staff, products):
     weather = products["weather"]
     credits_grant(customer=alice, product=weather, amount=1000)
-    start = threading.Barrier(2)
-    errors = []
 
     def adjust(amount: int) -> None:
-        try:
-            start.wait()
-            for _ in range(10):
-                credits_adjust(customer=alice, product=weather, amount=amount, reason="race", by=staff)
-        except Exception as e:  # surfaced below
-            errors.append(e)
-        finally:
-            connection.close()  # each thread had its own connection
+        for _ in range(10):
+            credits_adjust(customer=alice, product=weather, amount=amount, reason="race", by=staff)
 
-    threads = [threading.Thread(target=adjust, args=(amount,)) for amount in (7, -3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once([partial(adjust, 7), partial(adjust, -3)])
 
-    assert errors == []
     balance = Balance.objects.get(customer=alice, product=weather)
     assert balance.granted == 1000 + 10 * 7 - 10 * 3
     assert ledger_sums(alice, weather) == (balance.granted, balance.used)
@@ -146,20 +134,7 @@ def test_concurrent_adjustments_of_one_balance_lose_nothing(alice, staff, produc
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_grants_create_one_balance(alice, products):
     weather = products["weather"]
-    start = threading.Barrier(4)
-
-    def grant() -> None:
-        try:
-            start.wait()
-            credits_grant(customer=alice, product=weather, amount=5)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=grant) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once([partial(credits_grant, customer=alice, product=weather, amount=5)] * 4)
 
     assert Balance.objects.filter(customer=alice, product=weather).count() == 1
     assert Balance.objects.get(customer=alice, product=weather).granted == 20

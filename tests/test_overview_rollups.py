@@ -2,14 +2,15 @@
 ledger that already has entries, and transactions writing at once keep them exact (each customer
 counted once among the active, every sum the ledger's)."""
 
-import threading
+from functools import partial
 
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from ledger.models import ActiveDay, LedgerEntry
 from ledger.overview.rollups import rollups_differences
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -54,34 +55,20 @@ def test_transactions_writing_at_once_keep_the_rollups_exact(mirror_off, product
 
     people = customers(3)
     weather, maps = products["weather"], products["maps"]
-    start = threading.Barrier(8)
-    errors = []
 
     def write(n: int) -> None:
-        try:
-            start.wait()
-            for i in range(10):
-                customer = people[(n + i) % 3]
-                product = weather if (n * i) % 2 else maps
-                with transaction.atomic():
-                    LedgerEntry.objects.create(customer=customer, product=product, kind="usage", amount=-(1 + i))
-                    if i % 3 == 0:  # a transaction of two products, in either order
-                        LedgerEntry.objects.create(
-                            customer=customer, product=maps if product == weather else weather, kind="usage", amount=-1
-                        )
-        except Exception as e:  # reported below: a thread's failure must fail the test
-            errors.append(e)
-        finally:
-            close_old_connections()
-            connection.close()
+        for i in range(10):
+            customer = people[(n + i) % 3]
+            product = weather if (n * i) % 2 else maps
+            with transaction.atomic():
+                LedgerEntry.objects.create(customer=customer, product=product, kind="usage", amount=-(1 + i))
+                if i % 3 == 0:  # a transaction of two products, in either order
+                    LedgerEntry.objects.create(
+                        customer=customer, product=maps if product == weather else weather, kind="usage", amount=-1
+                    )
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    at_once([partial(write, n) for n in range(8)], timeout=60)
 
-    assert errors == []
     assert LedgerEntry.objects.count() == 8 * (10 + 4)
     assert rollups_differences() == dict.fromkeys(rollups_differences(), 0)
     assert sum(ActiveDay.objects.values_list("customers", flat=True)) == 3

@@ -7,10 +7,10 @@ import copy
 import hashlib
 import hmac
 import json
-import threading
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from django.urls import reverse
 from accounts.models import Customer
 from ledger.models import Balance, LedgerEntry, MirrorOutbox, Purchase
 from ledger.store.models import RefundLine, StoreRefund, StoreWebhook
+from tests.concurrency import at_once
 
 URL = "/api/purchases/shopify/"
 EVENTS = Path(__file__).parent / "events" / "shopify"
@@ -323,28 +324,14 @@ def test_a_refund_waits_when_the_gate_cannot_be_read(shopify, packs, mirror, app
 
 def _post_in_threads(deliveries: list[tuple[str, str, bytes]]) -> list:
     """Each (url, topic, body) posted by its own thread and connection, all released at once."""
-    start = threading.Barrier(len(deliveries))
-    responses: list = [None] * len(deliveries)
 
-    def deliver(i: int) -> None:
-        url, topic, body = deliveries[i]
-        try:
-            client = Client()
-            start.wait()
-            if url == URL:
-                responses[i] = client.post(url, body, content_type="application/json", **headers(topic, body))
-            else:
-                auth = f"Bearer {settings.ZAPIER_WEBHOOK_SECRET}"
-                responses[i] = client.post(url, body, content_type="application/json", HTTP_AUTHORIZATION=auth)
-        finally:
-            connection.close()
+    def delivery(url: str, topic: str, body: bytes):
+        if url == URL:
+            return partial(Client().post, url, body, content_type="application/json", **headers(topic, body))
+        auth = f"Bearer {settings.ZAPIER_WEBHOOK_SECRET}"
+        return partial(Client().post, url, body, content_type="application/json", HTTP_AUTHORIZATION=auth)
 
-    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(deliveries))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return responses
+    return at_once([delivery(*d) for d in deliveries])
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,14 +2,14 @@
 under concurrency (requests on many Lambda instances share it)."""
 
 import datetime
-import threading
+from functools import partial
 
 import pytest
-from django.db import connection
 from django.db.models import F
 
 from accounts.models import Throttle
 from accounts.services import throttle_hit
+from tests.concurrency import at_once
 
 HOUR = datetime.timedelta(hours=1)
 
@@ -41,24 +41,7 @@ def test_ended_windows_are_deleted_as_it_goes(db):
 def test_concurrent_hits_are_each_counted_once():
     """Twenty at once, each on its own connection: exactly `limit` allowed, every hit counted."""
     threads_n, limit = 20, 3
-    start = threading.Barrier(threads_n)
-    allowed, errors = [], []
+    allowed = at_once([partial(throttle_hit, scope="s", key="k", limit=limit, window=HOUR)] * threads_n)
 
-    def hit() -> None:
-        try:
-            start.wait()
-            allowed.append(throttle_hit(scope="s", key="k", limit=limit, window=HOUR))
-        except Exception as e:  # reported below, in the test's thread
-            errors.append(e)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=hit) for _ in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     assert sorted(allowed) == [False] * (threads_n - limit) + [True] * limit
     assert Throttle.objects.get().hits == threads_n

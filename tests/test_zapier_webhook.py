@@ -2,7 +2,7 @@
 
 import json
 import logging
-import threading
+from functools import partial
 
 import pytest
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import Credential, Customer, User
 from ledger.models import Balance, LedgerEntry, Purchase
 from ledger.services import usage_record
+from tests.concurrency import at_once
 from tests.conftest import ZAPIER_URL
 
 
@@ -328,23 +329,9 @@ def test_only_post_is_allowed(client):
 
 def _post_in_threads(payloads: list[dict]) -> list:
     """Each payload posted by its own thread (own client, own DB connection), all released at once."""
-    start = threading.Barrier(len(payloads))
-    responses = [None] * len(payloads)
-
-    def deliver(i: int) -> None:
-        try:
-            client = Client(HTTP_AUTHORIZATION=f"Bearer {settings.ZAPIER_WEBHOOK_SECRET}")
-            start.wait()
-            responses[i] = client.post(ZAPIER_URL, payloads[i], content_type="application/json")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(payloads))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return responses
+    auth = f"Bearer {settings.ZAPIER_WEBHOOK_SECRET}"
+    client = partial(Client, HTTP_AUTHORIZATION=auth)
+    return at_once([partial(client().post, ZAPIER_URL, p, content_type="application/json") for p in payloads])
 
 
 @pytest.mark.django_db(transaction=True)
