@@ -10,8 +10,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.services import credential_revoke, credential_rotate, customer_suspend
+from accounts.services import credential_revoke, credential_rotate, customer_reactivate, customer_suspend
 from accounts.tokens import CLAIMS
+from ledger.models import Product
+from ledger.selectors import _credential_with_products_orm, credential_with_products
 from ledger.services import credits_grant, product_upsert
 
 URL = "/api/token/"
@@ -211,6 +213,59 @@ def test_a_refused_token_request_costs_at_most_one_query(
     with django_assert_num_queries(queries):
         response = form(client, refused(alice_credits, bob))
     assert response.status_code in (400, 401)
+
+
+def test_the_one_query_is_the_functions_fixed_text(client, alice_credits, jwt_keys):
+    """Nothing is built per request: the text Postgres gets is the same every time, the call of
+    ledger_token_credential (migration 0015), whose plan the server session keeps."""
+    with CaptureQueriesContext(connection) as queries:
+        assert_issued(form(client, creds(alice_credits)), jwt_keys)
+    (select,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert select.startswith("SELECT * FROM ledger_token_credential(")
+
+
+@pytest.mark.parametrize(
+    "change", ["nothing", "no products", "revoked", "suspended", "rotated", "unknown"]
+)  # fmt: skip
+def test_the_lookup_agrees_with_the_join_it_replaces(alice, products, change):
+    if change != "no products":
+        credits_grant(customer=alice, product=products["maps"], amount=5)
+        credits_grant(customer=alice, product=products["weather"], amount=5)
+    if change == "revoked":
+        credential_revoke(credential=alice.credential)
+    elif change == "suspended":
+        customer_suspend(customer=alice)
+    elif change == "rotated":
+        credential_rotate(credential=alice.credential)
+    client_id = "cli_nosuchclient2345678" if change == "unknown" else alice.credential.client_id
+
+    got, want = credential_with_products(client_id=client_id), _credential_with_products_orm(client_id=client_id)
+    if change == "unknown":
+        assert got is None and want is None
+        return
+    fields = ["pk", "client_id", "secret_hash", "secret_version", "revoked_at", "is_revoked", "customer_products"]
+    assert {f: getattr(got, f) for f in fields} == {f: getattr(want, f) for f in fields}
+    assert (got.customer.pk, got.customer.public_id, got.customer.is_active) == (
+        want.customer.pk,
+        want.customer.public_id,
+        want.customer.is_active,
+    )
+    assert got.customer_products == ([] if change == "no products" else ["maps", "weather"])
+
+
+def test_the_kept_plan_still_sees_each_change_at_the_next_request(client, alice_credits, jwt_keys):
+    """Postgres switches to a generic plan after five calls in a session; the rows are read anew
+    each time, so a new product, a suspension and a revocation show at the very next request."""
+    for _ in range(7):
+        assert_issued(form(client, creds(alice_credits)), jwt_keys)
+    credits_grant(customer=alice_credits, product=Product.objects.get(slug="geo"), amount=1)
+    assert_issued(form(client, creds(alice_credits)), jwt_keys, scope="geo maps weather")
+    customer_suspend(customer=alice_credits)
+    assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="suspended")
+    customer_reactivate(customer=alice_credits)
+    assert_issued(form(client, creds(alice_credits)), jwt_keys, scope="geo maps weather")
+    credential_revoke(credential=alice_credits.credential)
+    assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="revoked")
 
 
 # --- refused -----------------------------------------------------------------------------------
