@@ -161,6 +161,10 @@ class Credential(models.Model):
     rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # Not a column: the slugs of the customer's products, when the token endpoint's lookup
+    # (ledger.selectors.credential_with_products) read them with the credential.
+    customer_products: list[str]
+
     class Meta:
         ordering = ["created"]
 
