@@ -99,3 +99,20 @@ def test_make_lint_runs_every_check():
     recipe = result.stdout + subprocess.run(["make", "-n", "mypy"], cwd=ROOT, capture_output=True, text=True).stdout
     for command in ["ruff check .", "ruff format --check .", "mypy >", "mypy-baseline filter", "module_size.py"]:
         assert command in recipe, command
+
+
+APP_PACKAGES = ["accounts", "ledger", "authorizer", "creditportal", "local"]
+# Django's private transaction state: what the outbox replaced (issue 13) must not creep back.
+DJANGO_PRIVATE = ["run_on_commit", "savepoint_ids", "connection.__dict__", "run_commit_hooks_on_set_autocommit_on"]
+
+
+def test_the_app_reads_none_of_djangos_private_transaction_state():
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {name}"
+        for package in APP_PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        for name in DJANGO_PRIVATE
+        if name in line
+    ]
+    assert found == []

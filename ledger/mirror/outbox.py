@@ -26,7 +26,7 @@ import functools
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -46,8 +46,10 @@ Scope = MirrorOutbox.Scope
 ROWS_PER_RUN = 500  # outbox rows read and written at a time
 BALANCES_PER_RUN = 500  # balances read from Postgres at a time
 
-# The rows this thread recorded and has not written yet, by the commit hook registered with
-# them (`pending`): what the next after-commit write takes, as recorded (not read back).
+# The rows this thread recorded and has not written yet (`pending`): what the next after-commit
+# write takes, as recorded (not read back). Rows rolled back (with their transaction or a
+# savepoint) may linger here until then: the write rebuilds each item they name from what
+# Postgres holds now, conditionally, so they cost a write refused as current and change nothing.
 _recorded = threading.local()
 
 
@@ -78,32 +80,19 @@ def mirror_outbox_add(
     if not rows:
         return
     MirrorOutbox.objects.bulk_create(rows)
-    # One hook per call, so one survives whatever savepoint rolls back; the first to run
+    _recorded.__dict__.setdefault("pending", []).extend(rows)
+    # Registered at every call, so one survives whatever savepoint rolls back; the first to run
     # takes every row recorded, the others find none. robust: a failure is logged, never
     # raised into the request that has committed.
-    pending: dict[Callable[[], None], list[MirrorOutbox]] = _recorded.__dict__.setdefault("pending", {})
-    due = {id(hook) for _, hook, _ in transaction.get_connection().run_on_commit}
-    for dropped in [recorded for recorded in pending if id(recorded) not in due]:
-        # Its hook was dropped: those rows were rolled back (with their transaction, or a savepoint),
-        # never committed. Forgotten, so they are not written after someone else's commit. (Were this
-        # called from another commit hook that runs before ours, rows just committed would look the
-        # same: they stay in the table and the minute's run writes them. No hook records rows today.)
-        del pending[dropped]
-
-    def hook() -> None:
-        _write_recorded()
-
-    pending[hook] = rows
-    transaction.on_commit(hook, robust=True)
+    transaction.on_commit(_write_recorded, robust=True)
 
 
 def _write_recorded() -> None:
     """After the commit: write what this thread's transaction recorded, from the rows as it wrote them
-    (reading them back would cost a query and tell nothing new). A row rolled back with a savepoint
-    after the transaction's last record may be among them: its items are written from Postgres as it
-    is, conditionally, so that costs a write and harms nothing; deleting it by id deletes nothing."""
-    pending = _recorded.__dict__.pop("pending", {})
-    rows = [row for recorded in pending.values() for row in recorded]
+    (reading them back would cost a query and tell nothing new). Rows rolled back may be among them:
+    their items are written from Postgres as it is, conditionally, so that costs a write refused as
+    current and harms nothing; deleting them by id deletes nothing."""
+    rows = _recorded.__dict__.pop("pending", [])
     if rows:
         mirror_outbox_write(rows=rows, limit=settings.MIRROR_AFTER_COMMIT_LIMIT)
 
