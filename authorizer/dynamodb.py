@@ -71,8 +71,8 @@ def search_paths(session: Any) -> list[str]:
 def client(*, read_timeout: float = 2.0, connect_timeout: float = 1.0) -> Any:
     """A botocore DynamoDB client of GetItem and UpdateItem. botocore reads AWS_ENDPOINT_URL and credentials itself.
 
-    No retries inside botocore: the gate retries only what surely did not land
-    (see gate.Gate._send), so a timed-out spend is never sent twice.
+    No retries inside botocore: the gate retries what surely did not land, and a spend
+    whose answer was lost only as the same stamped spend, which cannot land twice (gate.py).
     """
     session = botocore.session.Session()
     session.register_component("data_loader", DynamoDBLoader(extra_search_paths=search_paths(session)))

@@ -69,6 +69,12 @@ class AuthorizerEvent:
         """The called route, to price the call by (authorizer/routes.py); None when the event does not say."""
         return call_from_arn(self.arn)
 
+    @property
+    def request_id(self) -> str | None:
+        """API Gateway's id of the request (`requestContext.requestId`; a TOKEN event has none), for the log."""
+        value = (self.raw.get("requestContext") or {}).get("requestId")
+        return value[:128] if isinstance(value, str) else None
+
     def header(self, name: str) -> str | None:
         """A header's value, whatever the case of its name."""
         return None

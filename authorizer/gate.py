@@ -10,15 +10,33 @@ The called API's route item (cached with the route) carries the product's route 
 (Django keeps `ceilings.<c>` = granted - c for every route cost of the product: conditions do no
 arithmetic); a free route (cost 0) needs no ceiling; a call no route matches spends the item's
 own `cost` under its `ceiling`.
+
+A lost answer. DynamoDB may apply a spend and the answer never come back (a read timeout, a
+connection cut, a 5xx): denying then would charge the customer for a denied call. So each decision
+stamps its spend (`<ms sent> <random>`, one stamp per decision, kept across its attempts) and the
+UpdateItem shifts the stamp into the item's `spent0..spent3` (the last four spends, newest first)
+under the condition that it is in none of them. After an answer that may have been lost the same
+spend is sent again (until AMBIGUOUS_RETRY_SECONDS after the first send): if the first landed, the
+retry's condition fails and the old item it returns holds the stamp: the call was charged once and
+is allowed, with what that item says remains. A retry also requires that the item's oldest slot
+(`spent3`) is older than the first send minus LANDING_MARGIN_MS, or empty: if four other spends
+landed since, the stamp may have been pushed out, and spending again could charge twice; then the
+call is denied as an internal error (it may have been charged, as every lost answer was before:
+logged with its stamp). A spend that lands later than LANDING_MARGIN_MS after it was sent is assumed
+not to happen. The stamp is the decision's own, not API Gateway's request id: API Gateway asks once
+per request, and an id seen again taken as paid would let whoever can repeat one call for free.
 """
 
+import itertools
+import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, HTTPClientError
 
 from authorizer import mirror
 from authorizer.routes import EMPTY, Call, RouteTable
@@ -37,24 +55,40 @@ INTERNAL_ERROR = "internal_error"
 # for the cost the route item says): denied, never charged at a price the item cannot bound.
 PRICES_CHANGING = "prices_changing"
 
-SPEND_UPDATE = "SET #used = #used + #cost"
+logger = logging.getLogger("authorizer")
+
+# The stamp's shift through spent0..spent3 (oldest first: each slot takes the one before it as it was),
+# and the condition that the stamp is in none of them (a missing slot equals nothing).
+_SLOTS = range(len(mirror.SPENT))
+STAMP_UPDATE = ", ".join([*(f"#s{i} = if_not_exists(#s{i - 1}, :none)" for i in reversed(_SLOTS[1:])), "#s0 = :stamp"])
+STAMP_CONDITION = "NOT (" + " OR ".join(f"#s{i} = :stamp" for i in _SLOTS) + ")"
+# A retry's: no four spends landed since the first send (the oldest slot is older, or empty).
+RETRY_CONDITION = f" AND (attribute_not_exists(#s{_SLOTS[-1]}) OR #s{_SLOTS[-1]} < :since)"
+STAMP_NAMES = {f"#s{i}": name for i, name in zip(_SLOTS, mirror.SPENT, strict=True)}
+NO_STAMP = "-"  # an empty slot (sorts before every stamp)
+LANDING_MARGIN_MS = 10_000
+AMBIGUOUS_RETRY_SECONDS = 2.5
+
+SPEND_UPDATE = f"SET #used = #used + #cost, {STAMP_UPDATE}"
 SPEND_CONDITION = (
     "attribute_exists(#pk) AND #active = :true AND #product_active = :true AND #creds.#cid = :ver AND #used <= #ceiling"
+    f" AND {STAMP_CONDITION}"
 )
 # A route's own cost: `:cost`, bounded by its ceiling in `ceilings` (#c = the cost, as a string).
-ROUTE_SPEND_UPDATE = "SET #used = #used + :cost"
+ROUTE_SPEND_UPDATE = f"SET #used = #used + :cost, {STAMP_UPDATE}"
 ROUTE_SPEND_CONDITION = (
     "attribute_exists(#pk) AND #active = :true AND #product_active = :true AND #creds.#cid = :ver"
-    " AND #used <= #ceilings.#c"
+    f" AND #used <= #ceilings.#c AND {STAMP_CONDITION}"
 )
 # A free route: the same checks, no ceiling (a free call is allowed with no credits left).
-FREE_SPEND_CONDITION = "attribute_exists(#pk) AND #active = :true AND #product_active = :true AND #creds.#cid = :ver"
+FREE_SPEND_CONDITION = f"attribute_exists(#pk) AND #active = :true AND #product_active = :true AND #creds.#cid = :ver AND {STAMP_CONDITION}"
 ROUTE_NAMES = {
     "#pk": mirror.PK,
     "#used": mirror.USED,
     "#active": mirror.ACTIVE,
     "#product_active": mirror.PRODUCT_ACTIVE,
     "#creds": mirror.CREDS,
+    **STAMP_NAMES,
 }
 SPEND_NAMES = {
     "#pk": mirror.PK,
@@ -64,11 +98,12 @@ SPEND_NAMES = {
     "#product_active": mirror.PRODUCT_ACTIVE,
     "#creds": mirror.CREDS,
     "#ceiling": mirror.CEILING,
+    **STAMP_NAMES,
 }
 
 # Errors after which the request surely did not change anything: safe to send
-# again. A read timeout is NOT one of them (the spend may have landed), so a
-# spend is never retried after one: the call is denied rather than charged twice.
+# again. A read timeout, a cut connection or a 5xx is NOT one of them (the request
+# may have landed): a GetItem is sent again after one, a spend only as a stamped retry.
 THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 ATTEMPTS = 3
 NEGATIVE_ROUTE_TTL = 5.0
@@ -92,6 +127,10 @@ class Spend:
     remaining: int | None = None
     reason: str | None = None
     cost: int | None = None  # what the call cost (allowed only)
+
+
+class SpendUnknown(Exception):
+    """A spend's answer was lost and the item no longer shows whether it landed: the call is denied."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +197,9 @@ class Gate:
             except (EndpointConnectionError, ConnectTimeoutError):
                 if attempt == ATTEMPTS:
                     raise
+            except HTTPClientError:  # no answer (read timeout, connection cut): sent again only if idempotent
+                if not idempotent or attempt == ATTEMPTS:
+                    raise
             except ClientError as e:
                 status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 retry = e.response.get("Error", {}).get("Code") in THROTTLED or (idempotent and status >= 500)
@@ -214,23 +256,31 @@ class Gate:
         cost: int | None = None,
         api_id: str | None = None,
         call: Call | None = None,
+        request_id: str | None = None,
     ) -> Spend:
         """Spend `cost` (the called route's; None: the product's default) of `product` from the token's
-        customer: one conditional UpdateItem.
+        customer: one conditional UpdateItem, stamped (see "A lost answer" above; `request_id` is logged).
 
         When the item has no ceiling for that cost (the cached prices changed since), the API's route
         item is read again and, if the cost it says for `call` now differs, spent at that instead."""
-        spend = self._spend(token, product, cost)
+        sent_ms = int(time.time() * 1000)
+        stamp = Stamp(f"{sent_ms:013d} {uuid.uuid4().hex[:16]}", f"{sent_ms - LANDING_MARGIN_MS:013d}", request_id)
+        spend = self._spend(token, product, cost, stamp)
         if spend.reason == PRICES_CHANGING and api_id:
             self.forget(api_id)
             route = self.resolve(api_id)
             fresh = route.prices.cost(call) if route.product == product else None
             if fresh != cost:
-                spend = self._spend(token, product, fresh)
+                spend = self._spend(token, product, fresh, stamp)
         return spend
 
-    def _spend(self, token: Spender, product: str, cost: int | None) -> Spend:
-        values = {":true": {"BOOL": True}, ":ver": {"N": str(token.version)}}
+    def _spend(self, token: Spender, product: str, cost: int | None, stamp: "Stamp") -> Spend:
+        values = {
+            ":true": {"BOOL": True},
+            ":ver": {"N": str(token.version)},
+            ":stamp": {"S": stamp.text},
+            ":none": {"S": NO_STAMP},
+        }
         if cost is None:
             update, condition = SPEND_UPDATE, SPEND_CONDITION
             names = {**SPEND_NAMES, "#cid": token.client_id}
@@ -242,26 +292,75 @@ class Gate:
                 names = {**ROUTE_NAMES, "#cid": token.client_id, "#ceilings": mirror.CEILINGS, "#c": str(cost)}
             else:
                 condition, names = FREE_SPEND_CONDITION, {**ROUTE_NAMES, "#cid": token.client_id}
+        params = {
+            "Key": mirror.balance_key(token.customer_id, product),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
         try:
-            response = self._send(
-                "update_item",
-                idempotent=False,
-                Key=mirror.balance_key(token.customer_id, product),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            item = self._update(params, stamp)["Attributes"]
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return Spend(allowed=False, reason=refusal_reason(e.response.get("Item"), token, cost))
-            raise
-        item = response["Attributes"]
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old = e.response.get("Item")
+            if not old or stamp.text not in (old.get(slot, {}).get("S") for slot in mirror.SPENT):
+                if stamp.retried and old and old.get(mirror.SPENT[-1], {}).get("S", NO_STAMP) >= stamp.since:
+                    logger.warning("spend unknown: stamp %s (request %s) lost", stamp.text, stamp.request_id)
+                    raise SpendUnknown(
+                        f"the answer to spend {stamp.text} was lost and four spends landed since"
+                    ) from None
+                return Spend(allowed=False, reason=refusal_reason(old, token, cost))
+            item = old  # a retry of a spend that had landed: charged once, allowed now
+            logger.info("spend %s had landed: its answer was lost (request %s)", stamp.text, stamp.request_id)
         granted, used = _number(item, mirror.GRANTED), _number(item, mirror.USED)
         if cost is None:
-            cost = _number(item, mirror.COST)  # what `SET #used = #used + #cost` just added
+            cost = _number(item, mirror.COST)  # what `SET #used = #used + #cost` added
         if granted is None or used is None or cost is None:  # the handler denies the call as an internal error
             raise ValueError(f"the spent item has no {mirror.GRANTED}, {mirror.USED} or {mirror.COST}")
         return Spend(allowed=True, remaining=granted - used, cost=cost)
+
+    def _update(self, params: dict[str, Any], stamp: "Stamp") -> dict[str, Any]:
+        """Send the stamped spend. Sent again when it surely did not land (ATTEMPTS in all) and, once an
+        answer may have been lost, with RETRY_CONDITION until AMBIGUOUS_RETRY_SECONDS after the first send."""
+        started, condition = time.monotonic(), params["ConditionExpression"]
+        for attempt in itertools.count(1):
+            if stamp.retried:
+                params["ConditionExpression"] = condition + RETRY_CONDITION
+                params["ExpressionAttributeValues"][":since"] = {"S": stamp.since}
+            try:
+                response: dict[str, Any] = self.client.update_item(TableName=self.table, **params)
+                return response
+            except (EndpointConnectionError, ConnectTimeoutError):  # not sent
+                if attempt >= ATTEMPTS and not stamp.retried:
+                    raise
+            except HTTPClientError:  # sent, no answer: it may have landed
+                stamp.retried = True
+            except ClientError as e:
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if e.response.get("Error", {}).get("Code") in THROTTLED:
+                    if attempt >= ATTEMPTS and not stamp.retried:
+                        raise
+                elif status >= 500:  # it may have landed
+                    stamp.retried = True
+                else:
+                    raise
+            delay = min(0.5, 0.01 * 4 ** (attempt - 1))
+            if stamp.retried and time.monotonic() + delay - started > AMBIGUOUS_RETRY_SECONDS:
+                logger.warning("spend unknown: stamp %s (request %s) unanswered", stamp.text, stamp.request_id)
+                raise SpendUnknown(f"no answer to spend {stamp.text} within {AMBIGUOUS_RETRY_SECONDS} s")
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class Stamp:
+    """One decision's spend stamp: `text` (written into spent0), `since` (a retry's bound on spent3)."""
+
+    text: str
+    since: str
+    request_id: str | None = None
+    retried: bool = False  # an answer may have been lost: every later attempt is a retry

@@ -176,7 +176,9 @@ def decide(view: AuthorizerEvent, rt: Runtime) -> Decision:
         if not caller.covers(product):
             return deny(PRODUCT_NOT_IN_KEY if is_key else PRODUCT_NOT_IN_TOKEN)
         call = view.call
-        spend = rt.gate.spend(caller, product, cost=route.prices.cost(call), api_id=view.api_id, call=call)
+        spend = rt.gate.spend(
+            caller, product, cost=route.prices.cost(call), api_id=view.api_id, call=call, request_id=view.request_id
+        )
     except Exception:
         logger.exception("internal error: the call is denied")
         return deny(INTERNAL_ERROR)

@@ -30,6 +30,16 @@ Balance item, one per (customer, product):
                           Django sets it only on a new item, with if_not_exists(used, :u),
                           :u = the usage Postgres has recorded (0 for a new balance), so an
                           item recreated from Postgres does not hand out spent credits again)
+    spent0..spent3  S     the stamps of the item's last four spends,
+                          newest first: `<ms sent, 13 digits> <16 hex>`,
+                          one per decision ("-": no spend yet). A spend
+                          writes its own into spent0 and shifts the rest
+                          down, under the condition that its stamp is in
+                          none of them: sent again after its answer was
+                          lost, it cannot spend twice, and the item it
+                          fails on shows it was charged (authorizer/gate.py)
+                                                                  (authorizer only;
+                          Django never writes, reads or compares them)
 
 Route item, one per API Gateway API id:
     pk = "API#<api id>", sk = "ROUTE"
@@ -57,7 +67,8 @@ spends with one `UpdateItem`: `SET used = used + cost` under the condition
 that the customer and product are active, the token's credential version is
 the one in `creds`, and `used <= ceiling`; for a priced route of cost c,
 `SET used = used + :c` under the same checks and `used <= ceilings.<c>`, and for
-a free route (cost 0) the same checks alone.
+a free route (cost 0) the same checks alone. Every spend also shifts its stamp into
+`spent0..spent3` under the condition that it is not there yet (see gate.py, "A lost answer").
 
 Route prices change at the gate once its cached route item expires (AUTHORIZER_ROUTE_TTL): a
 cached cost the balance item has no ceiling for any more makes the gate read the route item again
@@ -87,6 +98,8 @@ KEY_ID = "key_id"
 CUSTOMER = "customer"
 PRODUCTS = "products"
 REVOKED = "revoked"
+# The stamps of a balance item's last spends, newest first (the authorizer's, like `used`).
+SPENT = ("spent0", "spent1", "spent2", "spent3")
 
 # Key shapes.
 CUSTOMER_PREFIX = "CUSTOMER#"  # balance item pk: CUSTOMER#<customer public id>
@@ -96,7 +109,7 @@ ROUTE_SK = "ROUTE"  # route item sk
 KEY_PREFIX = "KEY#"  # key item pk: KEY#<sha256 of the key, hex>
 KEY_SK = "KEY"  # key item sk
 
-# What Django owns and writes, in this order (everything but `used`, which is the authorizer's).
+# What Django owns and writes, in this order (everything but `used` and `spent*`, which are the authorizer's).
 BALANCE_OWNED = (GRANTED, COST, CEILING, CEILINGS, ACTIVE, PRODUCT_ACTIVE, CREDS, VERSION)
 ROUTE_OWNED = (PRODUCT, ROUTES, VERSION)
 KEY_OWNED = (KEY_ID, CUSTOMER, PRODUCTS, REVOKED, VERSION)

@@ -113,10 +113,22 @@ def raw_priced_params(customer: str = "cus_raw", cost: int = 10) -> dict:
         "UpdateExpression": ROUTE_SPEND_UPDATE,
         "ConditionExpression": ROUTE_SPEND_CONDITION,
         "ExpressionAttributeNames": {**ROUTE_NAMES, "#cid": CLIENT, "#ceilings": mirror.CEILINGS, "#c": str(cost)},
-        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":ver": {"N": "1"}, ":cost": {"N": str(cost)}},
+        "ExpressionAttributeValues": {
+            ":true": {"BOOL": True},
+            ":ver": {"N": "1"},
+            ":cost": {"N": str(cost)},
+            **raw_stamp_values(),
+        },
         "ReturnValues": "ALL_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+
+
+def raw_stamp_values() -> dict:
+    """The spend's stamp values (authorizer/gate.py, "A lost answer"), a stamp as long as the gate's."""
+    from authorizer.gate import NO_STAMP
+
+    return {":stamp": {"S": f"{int(time.time() * 1000):013d} {'0' * 16}"}, ":none": {"S": NO_STAMP}}
 
 
 def raw_update_params(customer: str = "cus_raw") -> dict:
@@ -129,7 +141,7 @@ def raw_update_params(customer: str = "cus_raw") -> dict:
         "UpdateExpression": SPEND_UPDATE,
         "ConditionExpression": SPEND_CONDITION,
         "ExpressionAttributeNames": {**SPEND_NAMES, "#cid": CLIENT},
-        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":ver": {"N": "1"}},
+        "ExpressionAttributeValues": {":true": {"BOOL": True}, ":ver": {"N": "1"}, **raw_stamp_values()},
         "ReturnValues": "ALL_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }

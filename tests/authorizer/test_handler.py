@@ -1,13 +1,14 @@
 """The authorizer end to end, without Django: sample API Gateway events in, whole answers out,
 against a real moto server over HTTP."""
 
+import json
 import socket
 import threading
 import time
 
 import pytest
 
-from authorizer.gate import Route
+from authorizer.gate import AMBIGUOUS_RETRY_SECONDS, RETRY_CONDITION, Route
 from authorizer.mirror import balance_key
 from tests.authorizer.support import (
     EVENT_KINDS,
@@ -347,8 +348,11 @@ def test_rs256_when_configured(authorizer, alice_weather, monkeypatch):
     assert answer(authorizer, "rest_token", alice_token()) == "401"  # an ES256 token: not the pinned algorithm
 
 
-def test_a_spend_that_times_out_is_denied_and_never_sent_twice(authorizer, alice_weather, monkeypatch):
-    """A timed-out UpdateItem may have landed: retrying it could charge one call twice."""
+def test_a_spend_that_times_out_is_sent_again_with_its_stamp_and_denied_when_nothing_answers(
+    authorizer, alice_weather, monkeypatch
+):
+    """A timed-out UpdateItem may have landed: it is sent again only as the same stamped spend (which
+    cannot land twice), for AMBIGUOUS_RETRY_SECONDS; nothing answering, the call is denied."""
     received, stop = [], threading.Event()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -372,12 +376,20 @@ def test_a_spend_that_times_out_is_denied_and_never_sent_twice(authorizer, alice
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
         monkeypatch.setenv("AUTHORIZER_PRODUCT", "weather")
+        monkeypatch.setenv("AUTHORIZER_DYNAMODB_TIMEOUT", "0.5")
         authorizer.reset()
         gate = authorizer.runtime().gate  # the API's route item (no route prices) as if read before: the spend alone
         gate.route_put(WEATHER_API, Route(None), gate.clock() + 60)
+        started = time.monotonic()
         assert answer(authorizer, "rest_token", alice_token()) == expected_deny("rest_token", "internal_error")
+        took = time.monotonic() - started
     finally:
         stop.set()
         thread.join()
         listener.close()
-    assert len(received) == 1 and b"UpdateItem" in received[0]
+    bodies = [json.loads(r.split(b"\r\n\r\n", 1)[1]) for r in received]
+    assert len(bodies) >= 2 and all(b"UpdateItem" in r for r in received)
+    assert len({b["ExpressionAttributeValues"][":stamp"]["S"] for b in bodies}) == 1  # one spend, sent again
+    assert ":since" not in bodies[0]["ExpressionAttributeValues"]
+    assert all(b["ConditionExpression"].endswith(RETRY_CONDITION) for b in bodies[1:])
+    assert took < AMBIGUOUS_RETRY_SECONDS + 1.5  # the last attempt starts within the window
