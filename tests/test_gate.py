@@ -171,3 +171,32 @@ def test_exactly_what_was_granted_is_allowed_however_many_calls_run_at_once(
     assert effects.count("Deny") == calls - granted // cost
     if granted:
         assert mirror.balance(alice, products["weather"])["used"] == granted // cost * cost
+
+
+def test_the_gates_spend_stamps_survive_djangos_writes_and_are_not_drift(
+    gate, mirror, alice, staff, products, committed
+):
+    """The gate's `spent0..spent3` (authorizer/gate.py, "A lost answer") are the gate's, like `used`:
+    Django's writes (a grant, an adjustment, sync_mirror) keep them, and --check does not report them."""
+    from authorizer import mirror as m
+    from ledger.services import credits_adjust
+
+    weather = products["weather"]
+    with committed():
+        credits_grant(customer=alice, product=weather, amount=10)
+    token = token_for(alice)
+    for _ in range(2):
+        assert effect(call(gate, token)) == "Allow"
+    stamps = [mirror.balance(alice, weather)[slot] for slot in m.SPENT]
+    assert stamps[2:] == ["-", "-"] and all(len(s.split()) == 2 for s in stamps[:2])
+    with committed():
+        credits_adjust(customer=alice, product=weather, amount=5, reason="goodwill", by=staff)
+        credits_grant(customer=alice, product=weather, amount=1)
+    call_command("sync_mirror", stdout=io.StringIO(), stderr=io.StringIO())
+    out = io.StringIO()
+    call_command("sync_mirror", "--check", stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "no drift: the mirror matches Postgres"
+    item = mirror.balance(alice, weather)
+    assert [item[slot] for slot in m.SPENT] == stamps and (item["granted"], item["used"]) == (16, 2)
+    assert call(gate, token)["context"]["remaining"] == 13
+    assert mirror.balance(alice, weather)[m.SPENT[1]] == stamps[0]  # shifted down by the next spend
