@@ -28,6 +28,9 @@ PRODUCT_INACTIVE = "product_inactive"
 CREDENTIAL_REVOKED = "credential_revoked"
 CREDENTIAL_ROTATED = "credential_rotated"
 PRODUCT_NOT_IN_TOKEN = "product_not_in_token"
+# The refusals the spend's condition makes (an item there): after a lost answer, when four spends
+# landed within the landing margin, the gate cannot tell them from a spend that landed (internal_error).
+SPEND_REFUSALS = (CREDITS_EXHAUSTED, CUSTOMER_SUSPENDED, PRODUCT_INACTIVE, CREDENTIAL_REVOKED, CREDENTIAL_ROTATED)
 
 MAX_ACTIVE_CREDENTIALS = 5
 

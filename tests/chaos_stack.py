@@ -5,6 +5,8 @@
   condition and applies the update in separate steps, see `atomic_moto_server`), which can go
   down (connection refused, kept-alive connections cut) and come back on the same port with
   the same data: a DynamoDB endpoint out for a while. Django and the authorizer both use it.
+  `lose_next_spend()` makes it lose the answer to the gate's next spend after moto applied it
+  (the connection closed without a byte of answer): DynamoDB's answer lost on the way back.
 * `Killer`: a process of its own running one real service on the test database, its mirror
   endpoint hanging, SIGKILLed once its commit is visible and its DynamoDB write has reached the
   endpoint: a process killed between its commit and its mirror write. The next process starts
@@ -14,9 +16,12 @@
   mid-transaction.
 """
 
+import contextlib
+import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +50,8 @@ class Door(Endpoint):
         super().__init__()
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.lock = threading.Lock()
+        self.lose_spend = False
+        self.answers_lost = 0
 
     @property
     def is_up(self) -> bool:
@@ -53,9 +60,25 @@ class Door(Endpoint):
     def app(self):
         return self._one_at_a_time
 
+    def lose_next_spend(self) -> None:
+        """Lose the answer to the gate's next spend (an UpdateItem adding to `used`), once applied."""
+        self.lose_spend = True
+
     def _one_at_a_time(self, environ, start_response):
         with self.lock:
-            return list(self.moto(environ, start_response))
+            lose = False
+            if self.lose_spend and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".UpdateItem"):
+                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(body)
+                lose = b"#used = #used +" in body  # the gate's spend: Django never adds to used
+            answer = list(self.moto(environ, start_response))
+            if lose:  # applied; the client gets no answer at all
+                self.lose_spend = False
+                self.answers_lost += 1
+                with contextlib.suppress(OSError):
+                    environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+                return []
+            return answer
 
     def up(self) -> None:
         self.start()

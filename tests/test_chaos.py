@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import time
 from collections import Counter
 from urllib.parse import urlencode
 
@@ -57,6 +58,7 @@ from accounts.services import (
     customer_suspend,
 )
 from authorizer import mirror as m
+from authorizer.gate import LANDING_MARGIN_MS, NO_STAMP
 from ledger.mirror.items import plain
 from ledger.mirror.sync import mirror_drift
 from ledger.models import Balance, LedgerEntry, Product, Purchase
@@ -395,8 +397,35 @@ class CreditChaos(StoreRules, RuleBasedStateMachine):
         if token is not None:
             self._calls(token, product, kind, times)
 
-    def _calls(self, t: cm.Token, product: str, kind: str, times: int) -> None:
-        """`product` "its own": the first the token covers (else calls would mostly be of products not in it)."""
+    @precondition(lambda self: self.model.tokens and self.model.mirror_up)
+    @rule(token=st.integers(0, 30), product=st.sampled_from(["its own", *SLUGS]), kind=st.sampled_from(EVENT_KINDS))
+    def call_whose_answer_is_lost(self, token, product, kind):
+        """DynamoDB applies the spend and its answer is lost (the door closes the connection): the gate
+        sends the same stamped spend again and the call is decided as the model says, charged once."""
+        self.step("fault: a spend's answer lost after the write")
+        t = self.model.tokens[token % len(self.model.tokens)]
+        # A refused retry cannot tell "refused" from "landed, then pushed out of the item's four stamps"
+        # when four spends landed since its first send minus LANDING_MARGIN_MS: it is denied internal_error.
+        item = _mirror_items(self.stack).get(
+            (self.model.customer(t.email).public_id, min(t.scope) if product == "its own" else product)
+        )
+        oldest = (item or {}).get(m.SPENT[-1], NO_STAMP)
+        edge = time.time() * 1000 - LANDING_MARGIN_MS
+        if oldest != NO_STAMP and abs(int(oldest.split()[0]) - edge) < 2000:
+            self._calls(t, product, kind, 1)  # too near the margin's edge to say: not lost this time
+            return
+        door = self.stack.door
+        lost = door.answers_lost
+        door.lose_next_spend()
+        self._calls(t, product, kind, 1, unknown=oldest != NO_STAMP and int(oldest.split()[0]) >= edge)
+        door.lose_spend = False  # a call refused before its spend (another product, unknown API) sent none
+        if door.answers_lost > lost:
+            STATS["spends whose answer was lost"] += 1
+            note("the spend's answer was LOST after the write")
+
+    def _calls(self, t: cm.Token, product: str, kind: str, times: int, *, unknown: bool = False) -> None:
+        """`product` "its own": the first the token covers (else calls would mostly be of products not in it).
+        `unknown`: a refused spend's answer is lost where the gate cannot tell it from a spend that landed."""
         self.step("call")
         if product == "its own":
             product = min(t.scope)
@@ -406,6 +435,8 @@ class CreditChaos(StoreRules, RuleBasedStateMachine):
         seen = []
         for _ in range(times):
             expected = self.model.decide(t, product, kind)
+            if unknown and expected.reason in cm.SPEND_REFUSALS:
+                expected = cm.Decision(False, cm.INTERNAL_ERROR)
             allowed, context = _answer(
                 self.stack.handler.lambda_handler(load_event(kind, token=t.text, api_id=api_id), None)
             )
