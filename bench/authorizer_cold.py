@@ -69,7 +69,9 @@ import json, os
 import botocore.auth, botocore.credentials, urllib3
 from botocore.awsrequest import AWSRequest
 credentials = botocore.credentials.EnvProvider().load()
-body = json.dumps(PARAMS)
+params = PARAMS
+params["ExpressionAttributeValues"][":stamp"] = {"S": f"{time.time_ns():019d} cold"}  # each process's own
+body = json.dumps(params)
 url = os.environ["AWS_ENDPOINT_URL"] + "/"
 headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.UpdateItem"}
 request = AWSRequest(method="POST", url=url, data=body, headers=headers)
