@@ -348,6 +348,20 @@ def test_rs256_when_configured(authorizer, alice_weather, monkeypatch):
     assert answer(authorizer, "rest_token", alice_token()) == "401"  # an ES256 token: not the pinned algorithm
 
 
+def read_request(connection: socket.socket) -> bytes:
+    """One whole HTTP request (headers and its Content-Length of body), however it arrives in pieces."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(
+        int(v) for k, v in (line.split(b":", 1) for line in head.split(b"\r\n")[1:]) if k.lower() == b"content-length"
+    )
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_spend_that_times_out_is_sent_again_with_its_stamp_and_denied_when_nothing_answers(
     authorizer, alice_weather, monkeypatch
 ):
@@ -367,7 +381,7 @@ def test_a_spend_that_times_out_is_sent_again_with_its_stamp_and_denied_when_not
             except TimeoutError:
                 continue
             connections.append(connection)
-            received.append(connection.recv(65536))
+            received.append(read_request(connection))
         for c in connections:
             c.close()
 
