@@ -363,9 +363,9 @@ class CreditChaos(StoreRules, RuleBasedStateMachine):
         """Calls until the first Deny (at most 12): the edge where credits run out, where oversell would show."""
         self._until_refused(token, product, kind)
 
-    def _until_refused(self, token: int, product: str, kind: str) -> None:
+    def _until_refused(self, token: int, product: str, kind: str, *, limit: int = 12) -> None:
         t = self.model.tokens[token % len(self.model.tokens)]
-        for _ in range(12):
+        for _ in range(limit):
             before = len(self.model.calls)
             self._calls(t, product, kind, 1)
             if len(self.model.calls) == before:
