@@ -226,32 +226,33 @@ def main() -> None:
     keydir = Path(tempfile.mkdtemp(prefix="creditportal-bench-"))
     write_keys(keydir)
     moto, moto_url = (None, None) if args.no_aws else start_moto()
-    env = server_environ(args, database_url, keydir, moto_url)
-    manage = [PYTHON, "manage.py"]
+    server = None
+    try:  # whatever fails, the servers started here are stopped
+        env = server_environ(args, database_url, keydir, moto_url)
+        manage = [PYTHON, "manage.py"]
 
-    print(f"database {database_url}: migrating and seeding")
-    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
-    seeded = subprocess.run(
-        [*manage, "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    client_id, secret = seeded.stdout.split()[-2:]
-    token_body = urlencode({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+        print(f"database {database_url}: migrating and seeding")
+        subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+        seeded = subprocess.run(
+            [*manage, "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
+        client_id, secret = seeded.stdout.split()[-2:]
+        token_body = urlencode({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
 
-    micro = MICRO.replace("CLIENT_ID", repr(client_id)).replace("SECRET", repr(secret))
-    check_us, sign_us, lookup_us = subprocess.run(
-        [*manage, "shell", "-c", micro], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout.split()[-3:]
+        micro = MICRO.replace("CLIENT_ID", repr(client_id)).replace("SECRET", repr(secret))
+        check_us, sign_us, lookup_us = subprocess.run(
+            [*manage, "shell", "-c", micro], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        ).stdout.split()[-3:]
 
-    port = free_port()
-    gunicorn = [
-        PYTHON, "-m", "gunicorn", "creditportal.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", "sync",
-        "--log-level", "warning",
-    ]  # fmt: skip
-    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
-    run = f"{time.time_ns():x}"  # order ids and emails unique to this run: the database is reused
-    numbers = itertools.count()
-    try:
+        port = free_port()
+        gunicorn = [
+            PYTHON, "-m", "gunicorn", "creditportal.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", "sync",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
+        run = f"{time.time_ns():x}"  # order ids and emails unique to this run: the database is reused
+        numbers = itertools.count()
         for _ in range(100):
             try:
                 if request(port, "GET", "/api/health/", None)[0] == 200:
@@ -294,8 +295,9 @@ def main() -> None:
                     totals[target.name] += target.drive(port, per_round, args.threads)
                     progress.update(per_round)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         if moto is not None:
             moto.terminate()
             moto.wait()
