@@ -20,16 +20,20 @@ from pathlib import Path
 class Ratio:
     what: str
     value: float
-    goal: float | None = None  # at most this; None: measured, no goal
+    goal: float | None = None  # at most this (at least, with at_least); None: measured, no goal
+    at_least: bool = False
 
     @property
     def verdict(self) -> str:
         if self.goal is None:
             return ""
+        if self.at_least:
+            return "OK" if self.value >= self.goal else "UNDER"
         return "OK" if self.value <= self.goal else "OVER"
 
     def line(self) -> str:
-        goal = f"   goal <= {self.goal:g}  {self.verdict}" if self.goal is not None else ""
+        sign = ">=" if self.at_least else "<="
+        goal = f"   goal {sign} {self.goal:g}  {self.verdict}" if self.goal is not None else ""
         return f"  {self.what:58s} {self.value:8.3f}{goal}"
 
 

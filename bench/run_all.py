@@ -85,8 +85,10 @@ def section(record: dict) -> list[str]:
 
 def ratio_row(record: dict, ratio: dict) -> str:
     goal = ratio["goal"]
-    verdict = "" if goal is None else ("OK" if ratio["value"] <= goal else "**over**")
-    goal_text = "" if goal is None else f"≤ {goal:g}"
+    at_least = ratio.get("at_least", False)
+    met = goal is not None and (ratio["value"] >= goal if at_least else ratio["value"] <= goal)
+    verdict = "" if goal is None else ("OK" if met else ("**under**" if at_least else "**over**"))
+    goal_text = "" if goal is None else f"{'≥' if at_least else '≤'} {goal:g}"
     anchor = record["title"].lower()
     anchor = "".join(c for c in anchor if c.isalnum() or c in " -_").replace(" ", "-")  # as GitHub makes them
     return f"| [{record['name']}](#{anchor}) | {ratio['what']} | {ratio['value']:.3f} | {goal_text} | {verdict} |"
