@@ -188,29 +188,23 @@ class Gate:
         self._routes: dict[str, tuple[Route, float]] = {}
         self._lock = threading.Lock()
 
-    def _send(self, operation: str, *, idempotent: bool, **params: Any) -> dict[str, Any]:
-        call = getattr(self.client, operation)
+    def get_item(self, **params: Any) -> dict[str, Any]:
+        """One GetItem on the mirror: a read is safe to send again, so it is, ATTEMPTS in all, after any
+        failure but a refusal (not sent, no answer, throttled, a 5xx). A spend is sent by `_update`."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                response: dict[str, Any] = call(TableName=self.table, **params)
+                response: dict[str, Any] = self.client.get_item(TableName=self.table, **params)
                 return response
-            except (EndpointConnectionError, ConnectTimeoutError):
+            except (EndpointConnectionError, ConnectTimeoutError, HTTPClientError):
                 if attempt == ATTEMPTS:
-                    raise
-            except HTTPClientError:  # no answer (read timeout, connection cut): sent again only if idempotent
-                if not idempotent or attempt == ATTEMPTS:
                     raise
             except ClientError as e:
                 status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                retry = e.response.get("Error", {}).get("Code") in THROTTLED or (idempotent and status >= 500)
+                retry = e.response.get("Error", {}).get("Code") in THROTTLED or status >= 500
                 if not retry or attempt == ATTEMPTS:
                     raise
-            time.sleep(0.01 * 4 ** (attempt - 1))
+            time.sleep(backoff(attempt))
         raise AssertionError("unreachable")
-
-    def get_item(self, **params: Any) -> dict[str, Any]:
-        """One GetItem on the mirror (safe to send again, so retried after any error that allows it)."""
-        return self._send("get_item", idempotent=True, **params)
 
     def route(self, api_id: str) -> Route:
         """The route item of an API id: its product and prices (remembered for a while)."""
@@ -218,7 +212,7 @@ class Gate:
         cached = self._routes.get(api_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        response = self._send("get_item", idempotent=True, Key=mirror.route_key(api_id))
+        response = self.get_item(Key=mirror.route_key(api_id))
         route = route_from_item(response.get("Item") or {})
         # An unknown API is asked about again soon; pinned, a missing item only means no route prices.
         known = route.product is not None or self.pinned_product is not None
@@ -348,12 +342,17 @@ class Gate:
                     stamp.retried = True
                 else:
                     raise
-            delay = min(0.5, 0.01 * 4 ** (attempt - 1))
+            delay = backoff(attempt)
             if stamp.retried and time.monotonic() + delay - started > AMBIGUOUS_RETRY_SECONDS:
                 logger.warning("spend unknown: stamp %s (request %s) unanswered", stamp.text, stamp.request_id)
                 raise SpendUnknown(f"no answer to spend {stamp.text} within {AMBIGUOUS_RETRY_SECONDS} s")
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before sending again after attempt number `attempt` (10 ms, 40 ms, … at most 0.5 s)."""
+    return min(0.5, 0.01 * 4.0 ** (attempt - 1))
 
 
 @dataclass
