@@ -1,5 +1,4 @@
 from django.conf import settings
-from django.db import OperationalError
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
@@ -14,7 +13,7 @@ from ledger.authentication import ZapierWebhookAuthentication
 from ledger.models import Purchase
 from ledger.serializers import PurchaseResultSerializer, ZapierPurchaseSerializer
 from ledger.store.orders import PurchaseConflict, order_record
-from ledger.store.retry import RETRY_AFTER, conflict_answer, conflict_of, conflict_retried
+from ledger.store.retry import RETRY_AFTER, BrokenOff, conflict_retried
 from ledger.store.zapier import zapier_order
 
 
@@ -98,10 +97,8 @@ class ZapierPurchaseView(APIView):
                 {"detail": str(conflict), "purchase": PurchaseResultSerializer(conflict.purchase).data},
                 status=status.HTTP_409_CONFLICT,
             )
-        except OperationalError as e:
-            if conflict_of(e) is None:
-                raise
-            return Response(conflict_answer(e), status=503, headers={"Retry-After": RETRY_AFTER})
+        except BrokenOff as e:
+            return Response(e.answer, status=503, headers={"Retry-After": RETRY_AFTER})
         code: int
         if not recorded.any_created:
             code = status.HTTP_200_OK

@@ -5,7 +5,7 @@ Postgres ends a transaction caught in a deadlock (SQLSTATE 40P01) or a serializa
 because every handler is idempotent by the store's own ids, checked inside its transaction under
 the order's lock (order line ids, refund ids, `cancelled:<order id>`): a second run after a
 rollback is a first run, and even after a commit it would change nothing. A second conflict in a
-row is answered 503 (`conflict_answer`): nothing was written and the store delivers again later.
+row raises BrokenOff, which the doors answer 503: nothing was written and the store delivers again later.
 The store's own lock order (balances by (customer, product), docs/architecture.md) keeps
 deliveries from deadlocking one another; this is for what else may hold a lock (staff, scripts).
 """
@@ -31,20 +31,32 @@ def conflict_of(error: BaseException) -> str | None:
     return CONFLICTS.get(getattr(error.__cause__, "sqlstate", None) or "")
 
 
+class BrokenOff(Exception):
+    """Postgres broke the door's transaction off in a conflict, and it is not run again: nothing was written."""
+
+    def __init__(self, conflict: str) -> None:
+        super().__init__(conflict)
+        self.conflict = conflict
+
+    @property
+    def answer(self) -> dict[str, str]:
+        """The body of the door's 503."""
+        return {"detail": f"This delivery met a concurrent write twice ({self.conflict}) and nothing of it was "
+                          f"recorded; deliver it again."}  # fmt: skip
+
+
 def conflict_retried(run: Callable[[], T], *, what: str) -> T:
-    """`run()` (it opens and commits its own transaction); run once more if Postgres broke it off
-    in a conflict. Inside a caller's transaction there is nothing to retry: the error is raised."""
-    try:
-        return run()
-    except OperationalError as e:
-        conflict = conflict_of(e)
-        if conflict is None or connection.in_atomic_block:
-            raise
-        logger.warning("%s: rolled back by a %s (%s); running it once more", what, conflict, str(e).splitlines()[0])
-    return run()
-
-
-def conflict_answer(error: OperationalError) -> dict[str, str]:
-    """The body of the 503 for a conflict that broke both runs."""
-    return {"detail": f"This delivery met a concurrent write twice ({conflict_of(error)}) and nothing of it was "
-                      f"recorded; deliver it again."}  # fmt: skip
+    """`run()` (it opens and commits its own transaction); run once more if Postgres broke it off in a
+    conflict. A second conflict, or one inside a caller's transaction (nothing to retry there), raises
+    BrokenOff; any other error is raised as it is."""
+    for attempt in (1, 2):
+        try:
+            return run()
+        except OperationalError as e:
+            conflict = conflict_of(e)
+            if conflict is None:
+                raise
+            if attempt == 2 or connection.in_atomic_block:
+                raise BrokenOff(conflict) from e
+            logger.warning("%s: rolled back by a %s (%s); running it once more", what, conflict, str(e).splitlines()[0])
+    raise AssertionError("unreachable")

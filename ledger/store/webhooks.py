@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from ledger.serializers import _unstorable
 from ledger.store.orders import PurchaseConflict, order_record
 from ledger.store.refunds import RefundRecorded, order_cancel, refund_record
-from ledger.store.retry import RETRY_AFTER, conflict_answer, conflict_of, conflict_retried
+from ledger.store.retry import RETRY_AFTER, BrokenOff, conflict_retried
 from ledger.store.shopify import PayloadError, order_parse, refund_parse, signature_valid
 
 logger = logging.getLogger(__name__)
@@ -129,12 +129,10 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     except (BotoCoreError, ClientError) as e:
         logger.error("Shopify webhook %s (%s): the mirror could not be read: %s", webhook_id, topic, e)
         return JsonResponse({"detail": "The gate's balances could not be read; try again later."}, status=503)
-    except OperationalError as e:
-        if conflict_of(e) is None:
-            raise
+    except BrokenOff as e:
         logger.error("Shopify webhook %s (%s): broken off twice by a %s; nothing written", webhook_id, topic,
-                     conflict_of(e))  # fmt: skip
-        return JsonResponse(conflict_answer(e), status=503, headers={"Retry-After": RETRY_AFTER})
+                     e.conflict)  # fmt: skip
+        return JsonResponse(e.answer, status=503, headers={"Retry-After": RETRY_AFTER})
     # After the handler's commit. A redelivery (Shopify retries for hours) is handled again and changes
     # nothing: each handler is idempotent by the store's own ids (order line ids, refund ids), which
     # also covers a process that died between the commit and this record.
