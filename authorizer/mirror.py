@@ -30,15 +30,14 @@ Balance item, one per (customer, product):
                           Django sets it only on a new item, with if_not_exists(used, :u),
                           :u = the usage Postgres has recorded (0 for a new balance), so an
                           item recreated from Postgres does not hand out spent credits again)
-    spent0..spent3  S     the stamps of the item's last four spends,
+    spent0..spent3  S     the stamps of the item's last four spends,  (authorizer only;
                           newest first: `<ms sent, 13 digits> <16 hex>`,
                           one per decision ("-": no spend yet). A spend
                           writes its own into spent0 and shifts the rest
                           down, under the condition that its stamp is in
                           none of them: sent again after its answer was
                           lost, it cannot spend twice, and the item it
-                          fails on shows it was charged (authorizer/gate.py)
-                                                                  (authorizer only;
+                          fails on shows it was charged (authorizer/gate.py;
                           Django never writes, reads or compares them)
 
 Route item, one per API Gateway API id:

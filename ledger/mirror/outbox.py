@@ -263,8 +263,7 @@ def mirror_outbox_write(
     if not settings.MIRROR_ENABLED:
         return report
     client = mirror_client()
-    for page in _pages(ids, rows):
-        batch_rows = page
+    for batch_rows in _pages(ids, rows):
         if limit is not None and (big := _too_big(batch_rows, limit)):
             log.info("outbox rows %s touch more than %s balances each: left to sync_usage", sorted(big), limit)
             report.left += len(big)

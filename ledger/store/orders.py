@@ -267,8 +267,8 @@ def purchase_record(
     quantity: int,
     payload: dict[str, Any] | None = None,
 ) -> PurchaseRecorded:
-    """Record one order line once (order_record with one line), and grant its credits if its product is known (a slug: credits; a SKU:
-    quantity × its pack's credits per unit).
+    """Record one order line once (order_record with one line), and grant its credits if its product
+    is known (a slug: credits; a SKU: quantity × its pack's credits per unit).
 
     A new email gets a customer and a credential; the email (welcome with the
     credentials, or credits added) goes out after the transaction commits. An
