@@ -30,6 +30,7 @@ class LossyDoor:
         self.upstream = urlsplit(upstream)
         self.hold = hold
         self.operations: list[str] = []  # every request's operation, in order
+        self.headers: list[dict[str, str]] = []  # every request's headers, in order (how it was signed)
         self.lost: list[str] = []  # the operations whose answer was lost
         self._plans: list[tuple[str, str, Callable[[], None] | None]] = []
         self._lock = threading.Lock()
@@ -72,6 +73,7 @@ class LossyDoor:
     def _forward(self, request: BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
         operation = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+        self.headers.append(dict(request.headers))
         plan = self._plan(operation)
         upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
         try:

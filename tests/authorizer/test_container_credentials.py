@@ -8,7 +8,6 @@ chain all the way there: a fresh interpreter, no key in its environment, one col
 decision against moto through a door that records how each request was signed.
 """
 
-import http.client
 import json
 import subprocess
 import sys
@@ -16,10 +15,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
+from tests.authorizer.lossy_door import LossyDoor
 from tests.authorizer.support import gate_environ, load_event, mint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +27,7 @@ AUTH_TOKEN = "container-token-1"
 
 
 class Recorder:
-    """A loopback HTTP server whose handler is `answer(handler)`; it keeps the requests' headers."""
+    """A loopback HTTP server whose GET handler is `answer(handler)`; it keeps the requests' headers."""
 
     def __init__(self, answer):
         self.headers: list[dict[str, str]] = []
@@ -38,8 +37,6 @@ class Recorder:
             def do_GET(self):
                 recorder.headers.append(dict(self.headers))
                 answer(self)
-
-            do_POST = do_GET
 
             def log_message(self, *args):
                 pass
@@ -81,19 +78,9 @@ def container_credentials():
 @pytest.fixture
 def signed_door(aws):
     """A door in front of the moto server that forwards every request and keeps its headers."""
-    target = urlsplit(aws)
-
-    def answer(handler):
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-        connection.request(handler.command, handler.path, body=body, headers=dict(handler.headers))
-        response = connection.getresponse()
-        _send(handler, response.status, response.read(), response.getheader("Content-Type") or "")
-        connection.close()
-
-    recorder = Recorder(answer)
-    yield recorder
-    recorder.close()
+    door = LossyDoor(aws)
+    yield door
+    door.close()
 
 
 def test_a_cold_decision_signs_with_the_container_endpoints_credentials(
