@@ -118,6 +118,15 @@ DATABASES = {
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The token endpoint's one query is prepared once per server session (ledger.selectors): psycopg
+    # prepares only statements whose parameters travel apart from the text, which Django's ORM never
+    # sends, so this touches that query alone. Off (None: psycopg prepares nothing) behind a pooler
+    # that cannot carry a prepared statement between transactions (pgbouncer before 1.21 in
+    # transaction mode), or to keep RDS Proxy from pinning the session.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        0 if envbool("DATABASE_PREPARED_STATEMENTS", "true") else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"

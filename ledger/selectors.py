@@ -2,8 +2,12 @@
 
 import datetime
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from django.db import connection
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -11,6 +15,9 @@ from django.utils import timezone
 from accounts.models import Credential, Customer
 from ledger.models import Balance, LedgerEntry, Product, Purchase
 from ledger.store.models import RefundLine, StoreRefund
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import _ExecuteParameters, _ExecuteQuery  # django-stubs' names
 
 
 def product_by_ref(ref: str) -> Product | None:
@@ -32,21 +39,23 @@ def credential_with_products(*, client_id: str) -> Credential | None:
 
     On Postgres it is one call of `ledger_token_credential` (migration 0015), whose plan Postgres
     keeps for the session: the 4-table join sent as a statement costs more to plan than to run,
-    and the ORM more to build than both. The models come back as the ORM's `.only()` would make
-    them: the credential's fields but `secret_last4`, `created` and `rotated_at`, the customer's
-    `public_id` and `status`; any other field, if read, is fetched then."""
-    if connection.vendor != "postgresql":
+    and the ORM more to build than both. The call is a prepared statement where the connection
+    allows them (DATABASE_PREPARED_STATEMENTS), so a session parses and plans even the call once.
+    The models come back as the ORM's `.only()` would make them: the credential's fields but
+    `secret_last4`, `created` and `rotated_at`, the customer's `public_id` and `status`; any
+    other field, if read, is fetched then."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: each attribute read through `connection` looks it up
+    if db.vendor != "postgresql":
         return _credential_with_products_orm(client_id=client_id)
-    with connection.cursor() as cursor:
+    with _server_bound_cursor(db) as cursor:
         cursor.execute(_TOKEN_CREDENTIAL, [client_id])
         row = cursor.fetchone()
     if row is None:
         return None
     pk, customer_id, secret_hash, secret_version, revoked_at, public_id, status, products = row
-    db = connection.alias
-    customer = Customer.from_db(db, _CUSTOMER_FIELDS, [customer_id, public_id, status])
+    customer = Customer.from_db(db.alias, _CUSTOMER_FIELDS, [customer_id, public_id, status])
     credential = Credential.from_db(
-        db, _CREDENTIAL_FIELDS, [pk, customer_id, client_id, secret_hash, secret_version, revoked_at]
+        db.alias, _CREDENTIAL_FIELDS, [pk, customer_id, client_id, secret_hash, secret_version, revoked_at]
     )
     credential.customer = customer
     credential.customer_products = products
@@ -56,6 +65,31 @@ def credential_with_products(*, client_id: str) -> Credential | None:
 _TOKEN_CREDENTIAL = "SELECT * FROM ledger_token_credential(%s)"  # one fixed text: nothing to build per request
 _CUSTOMER_FIELDS = ["id", "public_id", "status"]
 _CREDENTIAL_FIELDS = ["id", "customer_id", "client_id", "secret_hash", "secret_version", "revoked_at"]
+
+
+def _server_bound_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+    """What `db.cursor()` gives (the query counted, logged and wrapped like any other), over a
+    psycopg cursor that sends the parameters apart from the text: the only kind psycopg prepares.
+    Django's own cursors write the parameters into the text, so none of the ORM's statements is
+    ever prepared. This one is, at its first run in a server session, when the connection's
+    `prepare_threshold` is a number (settings: DATABASE_PREPARED_STATEMENTS), and sent
+    unprepared when it is None."""
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
+        cursor = psycopg.Cursor(db.connection)
+    return (_LoggedAsComposed if db.queries_logged else CursorWrapper)(cursor, db)
+
+
+class _LoggedAsComposed(CursorDebugWrapper):
+    """Django's query log (DEBUG, the tests' query captures) for a server-bound cursor: the statement
+    with its parameters written in, as Django logs its own. Django asks psycopg for the last query
+    sent, and psycopg keeps none of a prepared run."""
+
+    def execute(self, sql: "_ExecuteQuery", params: "_ExecuteParameters" = None) -> Any:
+        with self.debug_sql(self.db.ops.compose_sql(sql, params)):
+            return CursorWrapper.execute(self, sql, params)
 
 
 def _credential_with_products_orm(*, client_id: str) -> Credential | None:

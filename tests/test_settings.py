@@ -154,3 +154,14 @@ def test_the_development_tools_are_installed_with_debug_only():
     assert "local" not in loaded(PRODUCTION, "INSTALLED_APPS")["INSTALLED_APPS"]
     development = {"DJANGO_DEBUG": "1", "PATH": os.environ["PATH"]}  # what `make run` sets; no secrets needed
     assert "local" in loaded(development, "INSTALLED_APPS")["INSTALLED_APPS"]
+
+
+@pytest.mark.parametrize(("value", "threshold"), [(None, 0), ("false", None), ("true", 0)])
+def test_prepared_statements_are_psycopgs_threshold_for_postgres(value, threshold):
+    env = PRODUCTION | ({"DATABASE_PREPARED_STATEMENTS": value} if value is not None else {})
+    assert loaded(env, "DATABASES")["DATABASES"]["default"]["OPTIONS"]["prepare_threshold"] == threshold
+
+
+def test_sqlite_gets_no_prepared_statement_option():
+    env = PRODUCTION | {"DATABASE_URL": "sqlite:///unused.sqlite3"}
+    assert "prepare_threshold" not in loaded(env, "DATABASES")["DATABASES"]["default"].get("OPTIONS", {})

@@ -221,7 +221,50 @@ def test_the_one_query_is_the_functions_fixed_text(client, alice_credits, jwt_ke
     with CaptureQueriesContext(connection) as queries:
         assert_issued(form(client, creds(alice_credits)), jwt_keys)
     (select,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert select.startswith("SELECT * FROM ledger_token_credential(")
+    assert select == f"SELECT * FROM ledger_token_credential('{alice_credits.credential.client_id}')"
+
+
+PREPARED_CALL = "SELECT * FROM ledger_token_credential($1)"  # what Postgres keeps of _TOKEN_CREDENTIAL
+
+
+def prepared_runs() -> dict[str, int]:
+    """This server session's prepared statements, by text: how many times each has run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+def test_the_one_query_runs_prepared_and_nothing_of_the_orms_is_prepared(client, alice_credits, jwt_keys):
+    """DATABASE_PREPARED_STATEMENTS (on unless set off): the session parses the call once, at the first
+    request; psycopg prepares only what is sent with its parameters apart, which the ORM never does."""
+    before = prepared_runs().get(PREPARED_CALL, 0)
+    for _ in range(3):
+        assert_issued(form(client, creds(alice_credits)), jwt_keys)
+    Product.objects.filter(slug="geo").update(name="Geo API, again")  # the ORM, for contrast
+    runs = prepared_runs()
+    assert runs[PREPARED_CALL] == before + 3
+    assert set(runs) == {PREPARED_CALL}
+
+
+@pytest.fixture
+def unprepared():
+    """The connection as DATABASE_PREPARED_STATEMENTS=0 opens it (psycopg's prepare_threshold None)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    threshold, raw.prepare_threshold = raw.prepare_threshold, None
+    yield
+    raw.prepare_threshold = threshold
+
+
+def test_without_prepared_statements_the_same_call_runs_unprepared(client, alice_credits, jwt_keys, unprepared):
+    before = prepared_runs().get(PREPARED_CALL, 0)
+    with CaptureQueriesContext(connection) as queries:
+        assert_issued(form(client, creds(alice_credits)), jwt_keys)
+    call = f"SELECT * FROM ledger_token_credential('{alice_credits.credential.client_id}')"
+    assert [q["sql"] for q in queries.captured_queries] == [call]
+    assert prepared_runs().get(PREPARED_CALL, 0) == before  # nothing ran prepared
+    credential_revoke(credential=alice_credits.credential)
+    assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="revoked")
 
 
 @pytest.mark.parametrize(
