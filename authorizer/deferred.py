@@ -23,6 +23,16 @@ other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
   builds its tables of locale aliases at import) and `configparser` (botocore
   parses ~/.aws/config with it when there is one; Lambda has none): both are
   used by name at call time only.
+* `jmespath` (botocore's waiters, paginators, and endpoint parameters taken
+  from an operation's input by expression, which GetItem and UpdateItem have
+  none of), `shlex` (botocore splits a credential_process command and a
+  config key with it) and `shutil` (with bz2 and lzma; `tempfile` deletes a
+  temporary directory with it): used by name at call time only.
+* `subprocess` (botocore's credential_process provider runs a command; it takes
+  `subprocess.Popen` as a default argument at import) and `getpass` (botocore's
+  assume-role provider prompts for an MFA code; `getpass.getpass` is a default
+  argument too): neither the environment credentials nor the gate run a process
+  or prompt.
 
 `defer_heavy_imports()` registers those modules in `sys.modules` as the real
 module objects (their spec, `__path__`, `__file__`) whose code has not run
@@ -30,8 +40,8 @@ yet: it runs, into the same object, when a name the module does not hold yet
 is looked up. botocore's docstring classes get stand-ins that render through
 the real ones, so a docstring read later is the one botocore would have
 written; the functions other modules take by name at import
-(`importlib.metadata.version`, `dateutil.parser.parse`) get stand-ins that
-run the module and call its own function. Nothing is patched: the code that runs is the packages' own, later.
+(`importlib.metadata.version`, `dateutil.parser.parse`, `subprocess.Popen`,
+`getpass.getpass`) get stand-ins that run the module and call its own. Nothing is patched: the code that runs is the packages' own, later.
 On a botocore or cryptography laid out otherwise (a module missing or moved),
 a deferral does nothing and everything loads as usual.
 
@@ -50,8 +60,13 @@ BOTOCORE_DOCSTRING = "botocore.docs.docstring"
 DOCSTRING_CLASSES = ("ClientMethodDocstring", "PaginatorDocstring", "WaiterDocstring")
 CRYPTOGRAPHY_SERIALIZATION = "cryptography.hazmat.primitives.serialization"
 # Functions other modules import by name while the module is deferred: {module: names}.
-CALLED_THROUGH = {"importlib.metadata": ("version",), "dateutil.parser": ("parse",)}
-USED_AT_CALL_TIME_ONLY = ("locale", "configparser")
+CALLED_THROUGH = {
+    "importlib.metadata": ("version",),
+    "dateutil.parser": ("parse",),
+    "subprocess": ("Popen",),
+    "getpass": ("getpass",),
+}
+USED_AT_CALL_TIME_ONLY = ("locale", "configparser", "jmespath", "shlex", "shutil")
 
 
 def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleType | None:
@@ -152,7 +167,7 @@ def defer_called_through(name: str) -> ModuleType | None:
 
 def defer_heavy_imports() -> None:
     """Defer the modules the module docstring lists: botocore's docs machinery, cryptography's serialization
-    package, importlib.metadata, dateutil.parser, locale and configparser."""
+    package, the modules in CALLED_THROUGH and those in USED_AT_CALL_TIME_ONLY."""
     defer_botocore_docs()
     defer_module(CRYPTOGRAPHY_SERIALIZATION)
     for name in CALLED_THROUGH:

@@ -22,13 +22,23 @@ NEVER_AT_COLD_START = [
 ]
 
 
-def run(code: str, **env) -> dict:
-    """`code` in a fresh interpreter with the authorizer's environment; it prints a JSON report last."""
+def run(code: str, stdin: str = "", **env) -> dict:
+    """`code` in a fresh interpreter with the authorizer's environment; it prints a JSON report last.
+
+    In a session of its own: no controlling terminal, so a prompt reads `stdin`.
+    """
     environment = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
     environment |= {"AWS_REGION": "us-east-1", "MIRROR_TABLE": "t", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
     environment |= gate_environ() | env
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        start_new_session=True,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.splitlines()[-1])
@@ -104,7 +114,17 @@ print(json.dumps({"deferred": [deferred.is_deferred(n) for n in ("botocore.docs"
     assert run(code) == {"deferred": [False, False, False], "missing": None}
 
 
-DEFERRED_AT_COLD_START = ("importlib.metadata", "dateutil.parser", "locale", "configparser")
+DEFERRED_AT_COLD_START = (
+    "importlib.metadata",
+    "dateutil.parser",
+    "locale",
+    "configparser",
+    "jmespath",
+    "shlex",
+    "shutil",
+    "subprocess",
+    "getpass",
+)
 
 
 def test_a_cold_decision_leaves_the_deferred_modules_unrun(alice_weather, aws):
@@ -151,6 +171,41 @@ print(json.dumps({
     assert report["timestamp"] == "2030-01-02T03:04:05+00:00"
     assert report["parser"] == "dateutil.parser._parser"
     assert (report["locale"], report["calendar"]) == ("en_US.ISO8859-1", "January")
+
+
+def test_botocores_callers_of_the_modules_deferred_later_run_them_as_themselves():
+    """jmespath, shlex, shutil, subprocess and getpass: each used through botocore runs the real module."""
+    code = """
+import json, sys, warnings
+import authorizer.handler
+from authorizer import deferred
+import botocore.compat, botocore.credentials, botocore.regions, tempfile
+before = [deferred.is_deferred(n) for n in ("jmespath", "shlex", "shutil", "subprocess", "getpass")]
+search = botocore.regions.jmespath.search("keys(RequestItems)", {"RequestItems": {"t": 1}})
+split = botocore.compat.compat_shell_split("a 'b c'")
+folder = tempfile.TemporaryDirectory()
+folder.cleanup()  # shutil.rmtree
+command = "/bin/echo '{\\"Version\\": 1, \\"AccessKeyId\\": \\"AK\\", \\"SecretAccessKey\\": \\"SK\\"}'"
+process = botocore.credentials.ProcessProvider("default", lambda: {"profiles": {"default": {"credential_process": command}}})
+ran = process.load().access_key  # split by shlex, run by subprocess.Popen
+prompter = botocore.credentials.AssumeRoleProvider.__init__.__defaults__[0]
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # getpass warns that it cannot hide the input
+    answer = prompter("code: ")
+print(json.dumps({"before": before, "search": search, "split": split, "ran": ran, "answer": answer,
+                  "after": [deferred.is_deferred(n) for n in ("jmespath", "shlex", "shutil", "subprocess", "getpass")],
+                  "popen": sys.modules["subprocess"].Popen.__module__, "getpass": sys.modules["getpass"].getpass.__module__}))
+"""
+    assert run(code, stdin="123456\n") == {
+        "before": [True] * 5,
+        "search": ["t"],
+        "split": ["a", "b c"],
+        "ran": "AK",
+        "answer": "123456",
+        "after": [False] * 5,
+        "popen": "subprocess",
+        "getpass": "getpass",
+    }
 
 
 def test_botocore_reads_an_aws_config_file_through_the_deferred_configparser(tmp_path):
