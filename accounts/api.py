@@ -1,5 +1,6 @@
 """The API doors of accounts: the token endpoint, the balance API, the JWKS."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -9,7 +10,9 @@ from django.views.decorators.http import require_safe
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +26,18 @@ from creditportal.parsers import FormParser, JSONParser
 from ledger.selectors import balance_list_in_scope
 
 
+class AnswerInJSON(DefaultContentNegotiation):
+    """RFC 6749 section 5.1: a token endpoint answers in JSON, tokens and errors alike, whatever the
+    request's Accept header asks for (DRF would answer `Accept: text/html` with a 406 in its own
+    error format, not OAuth's). The body is still parsed by its Content-Type."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
 class TokenView(APIView):
     """`POST /api/token/`: the OAuth2 client credentials grant (RFC 6749 section 4.4).
 
@@ -33,6 +48,8 @@ class TokenView(APIView):
     authentication_classes = [ClientCredentialsAuthentication]
     permission_classes = []
     parser_classes = [FormParser, JSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AnswerInJSON
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)

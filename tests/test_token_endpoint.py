@@ -311,6 +311,17 @@ def test_the_kept_plan_still_sees_each_change_at_the_next_request(client, alice_
     assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="revoked")
 
 
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "text/plain;q=0.9, image/png"])
+def test_the_answer_is_json_whatever_accept_asks(client, alice_credits, jwt_keys, accept):
+    """RFC 6749 section 5.1: tokens and errors come as application/json, never a 406."""
+    response = form(client, creds(alice_credits), HTTP_ACCEPT=accept)
+    assert response["Content-Type"] == "application/json"
+    assert_issued(response, jwt_keys)
+    refused = form(client, creds(alice_credits, grant_type="password"), HTTP_ACCEPT=accept)
+    assert refused["Content-Type"] == "application/json"
+    assert_refused(refused, 400, "unsupported_grant_type")
+
+
 # --- refused -----------------------------------------------------------------------------------
 
 
