@@ -6,36 +6,81 @@ handler reads it then (see `handler.reset()` for tests that change it).
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from authorizer.record import Record, setfield
 
 
 class ConfigError(Exception):
     """The authorizer cannot decide anything with this configuration: every call is denied."""
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
+    __slots__ = (
+        "algorithm",
+        "audience",
+        "dynamodb_timeout",
+        "issuer",
+        "key_header",
+        "key_ttl",
+        "leeway",
+        "product",
+        "public_keys_pem",
+        "route_ttl",
+        "table",
+        "token_header",
+        "token_query",
+    )
     table: str
     public_keys_pem: str
-    algorithm: str = "ES256"
-    issuer: str = "creditportal"
-    audience: str = "creditportal-api"
-    leeway: float = 5.0
-    # Pins one product instead of routing by API id (one authorizer per API).
-    product: str | None = None
-    # How long an API id -> product route (or its absence) is remembered, in seconds.
-    route_ttl: float = 60.0
-    # Where the token is: a header (case-insensitive), and optionally a query
-    # string parameter, tried only when the header is absent.
-    token_header: str = "Authorization"
-    token_query: str | None = None
-    # How long one DynamoDB request may take before the call is denied, in seconds.
-    dynamodb_timeout: float = 2.0
-    # Where an API key may also come (besides `Authorization: Bearer <key>`), and how long a key's
-    # customer is remembered, in seconds (revocation does not wait for it: see authorizer/keys.py).
-    key_header: str = "x-api-key"
-    key_ttl: float = 60.0
+    algorithm: str
+    issuer: str
+    audience: str
+    leeway: float
+    product: str | None
+    route_ttl: float
+    token_header: str
+    token_query: str | None
+    dynamodb_timeout: float
+    key_header: str
+    key_ttl: float
+
+    def __init__(
+        self,
+        table: str,
+        public_keys_pem: str,
+        algorithm: str = "ES256",
+        issuer: str = "creditportal",
+        audience: str = "creditportal-api",
+        leeway: float = 5.0,
+        # Pins one product instead of routing by API id (one authorizer per API).
+        product: str | None = None,
+        # How long an API id -> product route (or its absence) is remembered, in seconds.
+        route_ttl: float = 60.0,
+        # Where the token is: a header (case-insensitive), and optionally a query
+        # string parameter, tried only when the header is absent.
+        token_header: str = "Authorization",
+        token_query: str | None = None,
+        # How long one DynamoDB request may take before the call is denied, in seconds.
+        dynamodb_timeout: float = 2.0,
+        # Where an API key may also come (besides `Authorization: Bearer <key>`), and how long a key's
+        # customer is remembered, in seconds (revocation does not wait for it: see authorizer/keys.py).
+        key_header: str = "x-api-key",
+        key_ttl: float = 60.0,
+    ) -> None:
+        setfield(self, "table", table)
+        setfield(self, "public_keys_pem", public_keys_pem)
+        setfield(self, "algorithm", algorithm)
+        setfield(self, "issuer", issuer)
+        setfield(self, "audience", audience)
+        setfield(self, "leeway", leeway)
+        setfield(self, "product", product)
+        setfield(self, "route_ttl", route_ttl)
+        setfield(self, "token_header", token_header)
+        setfield(self, "token_query", token_query)
+        setfield(self, "dynamodb_timeout", dynamodb_timeout)
+        setfield(self, "key_header", key_header)
+        setfield(self, "key_ttl", key_ttl)
 
     @property
     def bearer_required(self) -> bool:

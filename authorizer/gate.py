@@ -33,12 +33,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, HTTPClientError
 
 from authorizer import mirror
+from authorizer.record import Record, setfield
 from authorizer.routes import EMPTY, Call, RouteTable
 
 # Deny reasons: short snake_case codes, passed on as context.reason.
@@ -121,24 +121,36 @@ class Spender(Protocol):
     def version(self) -> int: ...  # the value `creds` must hold for it
 
 
-@dataclass(frozen=True)
-class Spend:
+class Spend(Record):
+    __slots__ = ("allowed", "cost", "reason", "remaining")
     allowed: bool
-    remaining: int | None = None
-    reason: str | None = None
-    cost: int | None = None  # what the call cost (allowed only)
+    remaining: int | None
+    reason: str | None
+    cost: int | None  # what the call cost (allowed only)
+
+    def __init__(
+        self, allowed: bool, remaining: int | None = None, reason: str | None = None, cost: int | None = None
+    ) -> None:
+        setfield(self, "allowed", allowed)
+        setfield(self, "remaining", remaining)
+        setfield(self, "reason", reason)
+        setfield(self, "cost", cost)
 
 
 class SpendUnknown(Exception):
     """A spend's answer was lost and the item no longer shows whether it landed: the call is denied."""
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Record):
     """A route item as the gate remembers it: the product an API serves, and that product's route prices."""
 
+    __slots__ = ("prices", "product")
     product: str | None
-    prices: RouteTable = EMPTY
+    prices: RouteTable
+
+    def __init__(self, product: str | None, prices: RouteTable = EMPTY) -> None:
+        setfield(self, "product", product)
+        setfield(self, "prices", prices)
 
 
 def route_from_item(item: Mapping[str, Any]) -> Route:
@@ -355,11 +367,11 @@ def backoff(attempt: int) -> float:
     return min(0.5, 0.01 * 4.0 ** (attempt - 1))
 
 
-@dataclass
 class Stamp:
     """One decision's spend stamp: `text` (written into spent0), `since` (a retry's bound on spent3)."""
 
-    text: str
-    since: str
-    request_id: str | None = None
-    retried: bool = False  # an answer may have been lost: every later attempt is a retry
+    __slots__ = ("request_id", "retried", "since", "text")
+
+    def __init__(self, text: str, since: str, request_id: str | None = None) -> None:
+        self.text, self.since, self.request_id = text, since, request_id
+        self.retried = False  # an answer may have been lost: every later attempt is a retry

@@ -36,7 +36,6 @@ gc.disable()
 import logging  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 from authorizer import deferred  # noqa: E402
@@ -54,6 +53,7 @@ from authorizer.gate import (  # noqa: E402
     Gate,
 )
 from authorizer.keys import KEY_REVOKED, PRODUCT_NOT_IN_KEY, KeyHolder, KeyRing, find_credential, is_api_key  # noqa: E402
+from authorizer.record import Record, setfield  # noqa: E402
 from authorizer.responses import IamPolicyResponse, SimpleResponse  # noqa: E402
 from authorizer.snapstart import register as register_snapstart_hooks  # noqa: E402
 from authorizer.tokens import AccessToken, TokenError, Verifier, load_public_keys  # noqa: E402
@@ -64,21 +64,41 @@ logger.setLevel(os.environ.get("AUTHORIZER_LOG_LEVEL", "INFO").upper())
 UNAUTHORIZED = "Unauthorized"  # the exact message API Gateway turns into a 401
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record):
+    __slots__ = ("allow", "context", "principal_id", "reason", "unauthorized")
     allow: bool
-    principal_id: str = "unknown"
-    reason: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    unauthorized: bool = False  # no usable token: 401, not a policy
+    principal_id: str
+    reason: str | None
+    context: dict[str, Any]
+    unauthorized: bool  # no usable token: 401, not a policy
+
+    def __init__(
+        self,
+        allow: bool,
+        principal_id: str = "unknown",
+        reason: str | None = None,
+        context: dict[str, Any] | None = None,
+        unauthorized: bool = False,
+    ) -> None:
+        setfield(self, "allow", allow)
+        setfield(self, "principal_id", principal_id)
+        setfield(self, "reason", reason)
+        setfield(self, "context", {} if context is None else context)
+        setfield(self, "unauthorized", unauthorized)
 
 
-@dataclass(frozen=True)
-class Runtime:
+class Runtime(Record):
+    __slots__ = ("config", "gate", "keys", "verifier")
     config: Config
     verifier: Verifier
     gate: Gate
     keys: KeyRing
+
+    def __init__(self, config: Config, verifier: Verifier, gate: Gate, keys: KeyRing) -> None:
+        setfield(self, "config", config)
+        setfield(self, "verifier", verifier)
+        setfield(self, "gate", gate)
+        setfield(self, "keys", keys)
 
 
 def runtime_from_env(environ: Mapping[str, str] | None = None) -> Runtime:

@@ -19,11 +19,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from authorizer import mirror
 from authorizer.events import AuthorizerEvent
+from authorizer.record import Record, setfield
 
 PREFIX = "cpk_"
 KEY_FORMAT = re.compile(r"cpk_[A-Za-z0-9_-]{43}")
@@ -49,14 +49,20 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class KeyHolder:
+class KeyHolder(Record):
     """Who a key speaks for, as the spend needs it (the fields a token's AccessToken has)."""
 
+    __slots__ = ("customer_id", "key_id", "products", "revoked")
     key_id: str
     customer_id: str
     products: frozenset[str] | None  # None: every product of the customer's
-    revoked: bool = False
+    revoked: bool
+
+    def __init__(self, key_id: str, customer_id: str, products: frozenset[str] | None, revoked: bool = False) -> None:
+        setfield(self, "key_id", key_id)
+        setfield(self, "customer_id", customer_id)
+        setfield(self, "products", products)
+        setfield(self, "revoked", revoked)
 
     @property
     def client_id(self) -> str:

@@ -5,24 +5,33 @@
 nested objects, and passes the values on as `$context.authorizer.<key>`.
 """
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from authorizer.record import Record, setfield
 
 ContextValue = str | int | bool
 
 
-@dataclass(frozen=True)
-class IamPolicyResponse:
+class IamPolicyResponse(Record):
     """A REST API authorizer answer: Allow or Deny `execute-api:Invoke` on exactly the called method.
 
     Only the called method (not a wildcard): with result caching off, as a
     metered route must have it, a policy never outlives the call it was made for.
     """
 
+    __slots__ = ("allow", "context", "principal_id", "resource")
     principal_id: str
     allow: bool
     resource: str
-    context: dict[str, ContextValue] = field(default_factory=dict)
+    context: dict[str, ContextValue]
+
+    def __init__(
+        self, principal_id: str, allow: bool, resource: str, context: dict[str, ContextValue] | None = None
+    ) -> None:
+        setfield(self, "principal_id", principal_id)
+        setfield(self, "allow", allow)
+        setfield(self, "resource", resource)
+        setfield(self, "context", {} if context is None else context)
 
     def asdict(self) -> dict[str, Any]:
         return {
@@ -41,12 +50,16 @@ class IamPolicyResponse:
         }
 
 
-@dataclass(frozen=True)
-class SimpleResponse:
+class SimpleResponse(Record):
     """An HTTP API (payload 2.0) simple response."""
 
+    __slots__ = ("authorized", "context")
     authorized: bool
-    context: dict[str, ContextValue] = field(default_factory=dict)
+    context: dict[str, ContextValue]
+
+    def __init__(self, authorized: bool, context: dict[str, ContextValue] | None = None) -> None:
+        setfield(self, "authorized", authorized)
+        setfield(self, "context", {} if context is None else context)
 
     def asdict(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"isAuthorized": self.authorized}

@@ -19,7 +19,8 @@ cost (the balance item's own `cost`).
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from authorizer.record import Record, setfield
 
 METHODS = frozenset({"ANY", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 ANY = "ANY"
@@ -40,10 +41,14 @@ class RouteError(ValueError):
 Segment = tuple[int, str]  # (kind, text)
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Record):
+    __slots__ = ("method", "segments")
     method: str
     segments: tuple[Segment, ...]
+
+    def __init__(self, method: str, segments: tuple[Segment, ...]) -> None:
+        setfield(self, "method", method)
+        setfield(self, "segments", segments)
 
     @property
     def path(self) -> str:
@@ -121,12 +126,16 @@ def parse_route(text: str) -> Route:
     return Route(method, _segments(path, template=True))
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(Record):
     """The called route as the event says it: a method, and a path's segments (template or concrete)."""
 
+    __slots__ = ("method", "segments")
     method: str
     segments: tuple[Segment, ...]
+
+    def __init__(self, method: str, segments: tuple[Segment, ...]) -> None:
+        setfield(self, "method", method)
+        setfield(self, "segments", segments)
 
     @staticmethod
     def from_template(method: str, path: str) -> "Call | None":

@@ -33,7 +33,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from cryptography.exceptions import InvalidSignature
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization.base import load_pem_public_key
 
 from authorizer.config import ConfigError
+from authorizer.record import Record, setfield
 
 ALGORITHMS = ("ES256", "RS256")
 TOKEN_TYPE = "at+jwt"  # RFC 9068; "application/at+jwt" is the same type (RFC 7515 section 4.1.9)
@@ -90,13 +90,20 @@ class TokenExpired(TokenError):
     """A token that was good and has expired: the client should get a new one."""
 
 
-@dataclass(frozen=True)
-class AccessToken:
+class AccessToken(Record):
+    __slots__ = ("client_id", "customer_id", "expires", "scope", "version")
     customer_id: str  # sub
     client_id: str
     version: int  # ver: the credential's secret version
     scope: frozenset[str]  # product slugs
     expires: int  # exp
+
+    def __init__(self, customer_id: str, client_id: str, version: int, scope: frozenset[str], expires: int) -> None:
+        setfield(self, "customer_id", customer_id)
+        setfield(self, "client_id", client_id)
+        setfield(self, "version", version)
+        setfield(self, "scope", scope)
+        setfield(self, "expires", expires)
 
     def covers(self, product: str) -> bool:
         return product in self.scope
