@@ -236,7 +236,7 @@ class ApiKey(models.Model):
         return 2 if self.is_revoked else 1
 
     def covers(self, product: str) -> bool:
-        return not self.products or product in self.products
+        return key_contract.key_covers(self.products, product)
 
     def set_key(self) -> str:
         """Give this key its secret value; return it (the only time it is seen)."""

@@ -18,7 +18,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from authorizer import mirror
@@ -73,7 +73,12 @@ class KeyHolder(Record):
         return KEY_VERSION
 
     def covers(self, product: str) -> bool:
-        return self.products is None or product in self.products
+        return key_covers(self.products, product)
+
+
+def key_covers(products: Collection[str] | None, product: str) -> bool:
+    """Whether a key restricted to `products` opens `product`: no restriction (None or empty) opens all."""
+    return not products or product in products
 
 
 def holder_from_item(item: dict[str, Any]) -> KeyHolder | None:

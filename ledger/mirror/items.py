@@ -18,7 +18,7 @@ from django.db.models.functions import JSONObject
 
 from accounts.models import ApiKey, Credential
 from authorizer import mirror as m
-from authorizer.keys import KEY_VERSION
+from authorizer.keys import KEY_VERSION, key_covers
 from ledger.models import Balance, Product
 from ledger.route_prices import route_costs
 
@@ -121,9 +121,7 @@ def _creds(balance: Any, product: Product) -> dict[str, int]:
     """The balance item's `creds`: the customer's live credentials, and its live keys that open the product
     (`live_credentials` and `live_keys`: balances_for_mirror's annotations)."""
     creds = {c["id"]: c["version"] for c in balance.live_credentials}
-    creds.update(
-        {k["id"]: KEY_VERSION for k in balance.live_keys if ApiKey(products=k["products"]).covers(product.slug)}
-    )
+    creds.update({k["id"]: KEY_VERSION for k in balance.live_keys if key_covers(k["products"], product.slug)})
     return creds
 
 
