@@ -18,6 +18,14 @@ rules, retries and timeouts); what differs is what it loads to be made:
   every search path (440-odd directories, once for the model and once for its
   endpoint rules) only to check that the name exists. This loader is told the
   one service it serves and looks at that one alone (see `DynamoDBLoader`).
+* A session registers botocore's 127 built-in event handlers, each checked
+  (its signature read with `inspect`) and its event name matched against
+  botocore's event aliases, although 118 of them are for other services'
+  events (`before-call.s3.PutObject`, `docs.*.ec2.CopySnapshot...`) and never
+  run for a DynamoDB client. This session registers, in botocore's order and
+  way, the built-in handlers whose event can be DynamoDB's (see
+  `handler_fires_for`; a test shows every event a DynamoDB client emits finds
+  the same handlers as in botocore's own session).
 
 Import it after `authorizer.deferred.defer_heavy_imports()`: it imports botocore.
 """
@@ -28,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.session
+from botocore import handlers
 from botocore.config import Config
 from botocore.exceptions import DataNotFoundError
 from botocore.loaders import Loader, instance_cache
@@ -61,6 +70,35 @@ class DynamoDBLoader(Loader):  # type: ignore[misc]  # botocore has no type info
         return sorted(known)
 
 
+def handler_fires_for(event_name: str, service: str) -> bool:
+    """Whether a handler registered for `event_name` can be called for an event of `service`'s client.
+
+    botocore names a client's events `<kind>.<service id>[.<operation>…]` (docs: `docs.<kind>.<service id>…`)
+    and calls a handler registered for a prefix of them, any part `*`: a handler whose service part
+    names another service never runs.
+    """
+    parts = event_name.split(".")
+    at = 2 if parts[0] == "docs" else 1
+    return len(parts) <= at or parts[at] in ("*", service)
+
+
+def session(service: str = SERVICE) -> Any:
+    """botocore's Session with the built-in handlers that can run for `service`, registered as botocore does."""
+    made = botocore.session.Session(include_builtin_handlers=False)
+    events = made.get_component("event_emitter")
+    for spec in handlers.BUILTIN_HANDLERS:
+        event_name, handler = spec[0], spec[1]
+        if not handler_fires_for(event_name, service):
+            continue
+        if len(spec) == 2:
+            made.register(event_name, handler)
+        elif spec[2] is handlers.REGISTER_FIRST:
+            events.register_first(event_name, handler)
+        elif spec[2] is handlers.REGISTER_LAST:
+            events.register_last(event_name, handler)
+    return made
+
+
 def search_paths(session: Any) -> list[str]:
     """The trimmed model first, then botocore's data path setting (AWS_DATA_PATH), as botocore expands it."""
     configured = session.get_config_variable("data_path") or ""
@@ -74,10 +112,10 @@ def client(*, read_timeout: float = 2.0, connect_timeout: float = 1.0) -> Any:
     No retries inside botocore: the gate retries what surely did not land, and a spend
     whose answer was lost only as the same stamped spend, which cannot land twice (gate.py).
     """
-    session = botocore.session.Session()
-    session.register_component("data_loader", DynamoDBLoader(extra_search_paths=search_paths(session)))
+    made = session()
+    made.register_component("data_loader", DynamoDBLoader(extra_search_paths=search_paths(made)))
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return session.create_client(
+    return made.create_client(
         SERVICE,
         region_name=region,
         config=Config(
