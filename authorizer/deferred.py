@@ -69,6 +69,27 @@ CALLED_THROUGH = {
 USED_AT_CALL_TIME_ONLY = ("locale", "configparser", "jmespath", "shlex", "shutil")
 
 
+class Run:
+    """A deferred module's `_run_deferred`: runs its code into the registered module object, once.
+
+    Once: a module may define a `__getattr__` of its own (`urllib.parse` does), so the
+    stand-in's being gone does not tell that the code ran. A second thread waits for the
+    first one's run to finish.
+    """
+
+    def __init__(self, module: ModuleType, loader: Any) -> None:
+        self.module, self.loader = module, loader
+        self.pending = True
+        self.lock = threading.RLock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            if self.pending:
+                self.pending = False
+                del self.module.__dict__["__getattr__"]  # the stand-in: the module's own code may define one
+                self.loader.exec_module(self.module)
+
+
 def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleType | None:
     """Register module `name` without running its code until a name it does not hold is looked up.
 
@@ -79,17 +100,11 @@ def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleTy
     """
     if name in sys.modules:
         return None
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
+    spec = importlib.util.find_spec(name)  # imports its parent packages, which may import it
+    if spec is None or spec.loader is None or name in sys.modules:
         return None
-    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
-    lock = threading.RLock()  # a second thread waits for the first one's load to finish
-
-    def load() -> None:
-        with lock:
-            if module.__dict__.pop("__getattr__", None) is not None:
-                loader.exec_module(module)
+    load = Run(module, spec.loader)
 
     def __getattr__(attribute: str) -> Any:
         if attribute.startswith("__") and attribute.endswith("__"):
@@ -110,7 +125,8 @@ def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleTy
 def is_deferred(name: str) -> bool:
     """True while module `name` is registered but its code has not run."""
     module = sys.modules.get(name)
-    return module is not None and "__getattr__" in vars(module) and "_run_deferred" in vars(module)
+    load = vars(module).get("_run_deferred") if module is not None else None
+    return isinstance(load, Run) and load.pending
 
 
 class DeferredDocstring(str):

@@ -220,3 +220,29 @@ import botocore.session
 print(json.dumps({"before": before, "attempts": botocore.session.Session().get_config_variable("max_attempts")}))
 """
     assert run(code, AWS_CONFIG_FILE=str(config)) == {"before": True, "attempts": 7}
+
+
+def test_a_module_with_a_getattr_of_its_own_runs_once_and_one_its_parent_imports_is_not_deferred():
+    """urllib.parse defines a module `__getattr__`; urllib3's package imports urllib3.util.timeout itself."""
+    code = """
+import json, sys
+from authorizer import deferred
+registered = deferred.defer_module("urllib.parse") is not None
+before = deferred.is_deferred("urllib.parse")
+from urllib.parse import urlsplit
+split = urlsplit
+sys.modules["urllib.parse"]._run_deferred()  # again: nothing runs twice
+print(json.dumps({"registered": registered, "before": before, "after": deferred.is_deferred("urllib.parse"),
+                  "same": sys.modules["urllib.parse"].urlsplit is split, "host": split("http://h:1/x").hostname,
+                  "timeout": deferred.defer_module("urllib3.util.timeout"),
+                  "real": sys.modules["urllib3.util.timeout"].Timeout.__name__}))
+"""
+    assert run(code) == {
+        "registered": True,
+        "before": True,
+        "after": False,
+        "same": True,
+        "host": "h",
+        "timeout": None,
+        "real": "Timeout",
+    }
