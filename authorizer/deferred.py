@@ -34,6 +34,12 @@ other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
   argument too): neither the environment credentials nor the gate run a process
   or prompt.
 
+* The modules in `OTHER_PATHS`, each with the path that uses it: imported as
+  modules by the stdlib, urllib3, botocore and cryptography on the gate's way,
+  used only on paths the gate's cold start never takes (an exception's
+  traceback, a waiter, adaptive retries, RS256, a non-ASCII host...): about
+  3.5% of a cold start's instructions together.
+
 `defer_heavy_imports()` registers those modules in `sys.modules` as the real
 module objects (their spec, `__path__`, `__file__`) whose code has not run
 yet: it runs, into the same object, when a name the module does not hold yet
@@ -67,6 +73,30 @@ CALLED_THROUGH = {
     "getpass": ("getpass",),
 }
 USED_AT_CALL_TIME_ONLY = ("locale", "configparser", "jmespath", "shlex", "shutil")
+# Imported as modules (`import x`, `from package import x`) on the gate's way and used only on paths it never takes:
+# {module: the path that uses it}. Each runs, as itself, the first time that path asks it for a name.
+OTHER_PATHS = {
+    "traceback": "formatting an exception (logging.exception), with linecache, tokenize and textwrap",
+    "linecache": "reading source lines for a traceback or a warning",
+    "tokenize": "reading a source file (linecache, inspect.getsource)",
+    "textwrap": "indenting an exception group's traceback",
+    "calendar": "timestamps of expiring credentials and of mail dates",
+    "selectors": "subprocess and socket.sendfile",
+    "stringprep": "a host name that is not ASCII (IDNA nameprep)",
+    "ntpath": "pathlib's Windows paths",
+    "importlib.machinery": "inspect finding a module's source file",
+    "mimetypes": "urllib3's multipart form fields",
+    "email.header": "a header holding undecodable bytes (email's compat32 policy)",
+    "xml.etree.ElementPath": "searching parsed XML (botocore's XML protocols, not DynamoDB's JSON)",
+    "botocore.waiter": "client.get_waiter",
+    "botocore.retries.adaptive": "retry mode adaptive, with its token bucket and throttling detector",
+    "botocore.retries.bucket": "retry mode adaptive",
+    "botocore.retries.throttling": "retry mode adaptive",
+    "botocore.translate": "translating a legacy retry configuration",
+    "botocore.monitoring": "client-side monitoring (AWS_CSM_ENABLED)",
+    "cryptography.hazmat.primitives.asymmetric.padding": "verifying RS256 (PKCS #1 v1.5) tokens",
+    "cryptography.hazmat.primitives._serialization": "writing a key out (public_bytes)",
+}
 
 
 class Run:
@@ -182,8 +212,12 @@ def defer_called_through(name: str) -> ModuleType | None:
 
 
 def defer_heavy_imports() -> None:
-    """Defer the modules the module docstring lists: botocore's docs machinery, cryptography's serialization
-    package, the modules in CALLED_THROUGH and those in USED_AT_CALL_TIME_ONLY."""
+    """Defer the modules the module docstring lists: the modules in OTHER_PATHS (first: finding
+    the others imports their parent packages, botocore's imports logging, and logging traceback),
+    botocore's docs machinery, cryptography's serialization package, the modules in CALLED_THROUGH
+    and in USED_AT_CALL_TIME_ONLY."""
+    for name in OTHER_PATHS:
+        defer_module(name)
     defer_botocore_docs()
     defer_module(CRYPTOGRAPHY_SERIALIZATION)
     for name in CALLED_THROUGH:

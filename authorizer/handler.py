@@ -33,14 +33,15 @@ import gc
 # of later collections (see the end of this module and bench/authorizer_cold.py).
 gc.disable()
 
+from authorizer import deferred  # noqa: E402
+
+# Before anything imports botocore or cryptography, and before logging (which imports traceback).
+deferred.defer_heavy_imports()
+
 import logging  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
-
-from authorizer import deferred  # noqa: E402
-
-deferred.defer_heavy_imports()  # before anything imports botocore or cryptography
 
 from authorizer import dynamodb  # noqa: E402
 from authorizer.config import Config, ConfigError, config_from_env  # noqa: E402

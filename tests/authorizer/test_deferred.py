@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from authorizer import deferred
 from tests.authorizer.support import gate_environ, load_event, mint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,6 +116,7 @@ print(json.dumps({"deferred": [deferred.is_deferred(n) for n in ("botocore.docs"
 
 
 DEFERRED_AT_COLD_START = (
+    *deferred.OTHER_PATHS,
     "importlib.metadata",
     "dateutil.parser",
     "locale",
@@ -246,3 +248,56 @@ print(json.dumps({"registered": registered, "before": before, "after": deferred.
         "timeout": None,
         "real": "Timeout",
     }
+
+
+# A name each module of deferred.OTHER_PATHS defines, as the path that uses the module asks for it.
+ASKED_FOR = {
+    "traceback": "format_exc",
+    "linecache": "getline",
+    "tokenize": "generate_tokens",
+    "textwrap": "indent",
+    "calendar": "timegm",
+    "selectors": "DefaultSelector",
+    "stringprep": "in_table_a1",
+    "ntpath": "join",
+    "importlib.machinery": "SourceFileLoader",
+    "mimetypes": "guess_type",
+    "email.header": "Header",
+    "xml.etree.ElementPath": "iterfind",
+    "botocore.waiter": "Waiter",
+    "botocore.retries.adaptive": "register_retry_handler",
+    "botocore.retries.bucket": "TokenBucket",
+    "botocore.retries.throttling": "CubicCalculator",
+    "botocore.translate": "build_retry_config",
+    "botocore.monitoring": "Monitor",
+    "cryptography.hazmat.primitives.asymmetric.padding": "PKCS1v15",
+    "cryptography.hazmat.primitives._serialization": "Encoding",
+}
+
+
+def test_the_modules_left_to_other_paths_run_as_themselves_when_those_paths_ask():
+    assert set(ASKED_FOR) == set(deferred.OTHER_PATHS)
+    code = f"""
+import authorizer.handler
+from authorizer import deferred
+import importlib, io, json, logging
+before = [deferred.is_deferred(n) for n in {list(ASKED_FOR)!r}]
+found = [callable(getattr(importlib.import_module(n), a)) for n, a in {ASKED_FOR!r}.items()]
+log = io.StringIO()
+logger = logging.getLogger("a test")
+logger.addHandler(logging.StreamHandler(log))
+try:
+    raise ValueError("a broken call")
+except ValueError:
+    logger.exception("denied")  # formats the traceback, reading this source's lines
+import xml.etree.ElementTree as ET
+print(json.dumps({{"before": before, "found": found, "after": [deferred.is_deferred(n) for n in {list(ASKED_FOR)!r}],
+                  "log": log.getvalue(), "xml": ET.fromstring("<a><b>x</b></a>").find("b").text,
+                  "idna": "bücher.example".encode("idna").decode()}}))
+"""
+    report = run(code)
+    assert report["before"] == [True] * len(ASKED_FOR)
+    assert report["found"] == [True] * len(ASKED_FOR)
+    assert report["after"] == [False] * len(ASKED_FOR)
+    assert "Traceback (most recent call last)" in report["log"] and "ValueError: a broken call" in report["log"]
+    assert (report["xml"], report["idna"]) == ("x", "xn--bcher-kva.example")
