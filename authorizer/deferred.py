@@ -19,15 +19,6 @@ other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
 * `botocore.utils` and `botocore.credentials` import `dateutil.parser` to parse
   timestamps of credentials that expire and of responses that carry them; the
   gate's environment credentials and its two operations have none.
-* `locale` (imported by `calendar` and `subprocess`, both by botocore; it
-  builds its tables of locale aliases at import) and `configparser` (botocore
-  parses ~/.aws/config with it when there is one; Lambda has none): both are
-  used by name at call time only.
-* `jmespath` (botocore's waiters, paginators, and endpoint parameters taken
-  from an operation's input by expression, which GetItem and UpdateItem have
-  none of), `shlex` (botocore splits a credential_process command and a
-  config key with it) and `shutil` (with bz2 and lzma; `tempfile` deletes a
-  temporary directory with it): used by name at call time only.
 * `subprocess` (botocore's credential_process provider runs a command; it takes
   `subprocess.Popen` as a default argument at import) and `getpass` (botocore's
   assume-role provider prompts for an MFA code; `getpass.getpass` is a default
@@ -37,8 +28,10 @@ other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
 * The modules in `OTHER_PATHS`, each with the path that uses it: imported as
   modules by the stdlib, urllib3, botocore and cryptography on the gate's way,
   used only on paths the gate's cold start never takes (an exception's
-  traceback, a waiter, adaptive retries, RS256, a non-ASCII host...): about
-  3.5% of a cold start's instructions together.
+  traceback, a waiter, adaptive retries, RS256, a non-ASCII host, an
+  ~/.aws/config file...). `locale` builds its tables of locale aliases at
+  import; the twenty from traceback to cryptography's `_serialization` are
+  about 3.5% of a cold start's instructions together.
 
 `defer_heavy_imports()` registers those modules in `sys.modules` as the real
 module objects (their spec, `__path__`, `__file__`) whose code has not run
@@ -72,10 +65,14 @@ CALLED_THROUGH = {
     "subprocess": ("Popen",),
     "getpass": ("getpass",),
 }
-USED_AT_CALL_TIME_ONLY = ("locale", "configparser", "jmespath", "shlex", "shutil")
 # Imported as modules (`import x`, `from package import x`) on the gate's way and used only on paths it never takes:
 # {module: the path that uses it}. Each runs, as itself, the first time that path asks it for a name.
 OTHER_PATHS = {
+    "locale": "a locale's name or conventions (calendar's and subprocess's callers, both imported by botocore)",
+    "configparser": "botocore reading ~/.aws/config (Lambda has none)",
+    "jmespath": "botocore's waiters, paginators and endpoint parameters taken from an operation's input",
+    "shlex": "botocore splitting a credential_process command or a config key",
+    "shutil": "tempfile deleting a temporary directory (with bz2 and lzma)",
     "traceback": "formatting an exception (logging.exception), with linecache, tokenize and textwrap",
     "linecache": "reading source lines for a traceback or a warning",
     "tokenize": "reading a source file (linecache, inspect.getsource)",
@@ -214,13 +211,10 @@ def defer_called_through(name: str) -> ModuleType | None:
 def defer_heavy_imports() -> None:
     """Defer the modules the module docstring lists: the modules in OTHER_PATHS (first: finding
     the others imports their parent packages, botocore's imports logging, and logging traceback),
-    botocore's docs machinery, cryptography's serialization package, the modules in CALLED_THROUGH
-    and in USED_AT_CALL_TIME_ONLY."""
+    botocore's docs machinery, cryptography's serialization package, the modules in CALLED_THROUGH."""
     for name in OTHER_PATHS:
         defer_module(name)
     defer_botocore_docs()
     defer_module(CRYPTOGRAPHY_SERIALIZATION)
     for name in CALLED_THROUGH:
         defer_called_through(name)
-    for name in USED_AT_CALL_TIME_ONLY:
-        defer_module(name)

@@ -119,11 +119,6 @@ DEFERRED_AT_COLD_START = (
     *deferred.OTHER_PATHS,
     "importlib.metadata",
     "dateutil.parser",
-    "locale",
-    "configparser",
-    "jmespath",
-    "shlex",
-    "shutil",
     "subprocess",
     "getpass",
 )
@@ -252,6 +247,11 @@ print(json.dumps({"registered": registered, "before": before, "after": deferred.
 
 # A name each module of deferred.OTHER_PATHS defines, as the path that uses the module asks for it.
 ASKED_FOR = {
+    "locale": "normalize",
+    "configparser": "RawConfigParser",
+    "jmespath": "search",
+    "shlex": "split",
+    "shutil": "rmtree",
     "traceback": "format_exc",
     "linecache": "getline",
     "tokenize": "generate_tokens",
