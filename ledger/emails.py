@@ -95,6 +95,7 @@ def purchase_email_send(
     is recorded on the purchase and logged (without the secret) for staff to resend.
     """
     kind = "welcome" if secret else "credits added"
+    emailed = [purchase_id, *(p.pk for p in others or ())]  # the purchases this one email is about
     try:
         if purchase is None:  # `purchase`: the caller's copy, its customer and product loaded (one query less)
             purchase = Purchase.objects.select_related("customer__user", "product").get(pk=purchase_id)
@@ -111,12 +112,12 @@ def purchase_email_send(
         error = f"{type(e).__name__}: {e}"
         if secret:
             error = error.replace(secret, "[secret]")
-        Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
+        Purchase.objects.filter(pk__in=emailed).update(
             email_status=Purchase.EmailStatus.FAILED, email_error=error[:2000]
         )
         logger.error("Purchase %s: the %s email failed: %s", purchase_id, kind, error)
         return False
-    Purchase.objects.filter(pk__in=[purchase_id, *(p.pk for p in others or ())]).update(
+    Purchase.objects.filter(pk__in=emailed).update(
         email_status=Purchase.EmailStatus.SENT, email_error="", emailed=timezone.now()
     )
     logger.info("Purchase %s: %s email sent to %s", purchase, kind, ", ".join(message.to))
