@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from _report import Ratio
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
@@ -83,15 +85,13 @@ def section(record: dict) -> list[str]:
     return lines
 
 
-def ratio_row(record: dict, ratio: dict) -> str:
-    goal = ratio["goal"]
-    at_least = ratio.get("at_least", False)
-    met = goal is not None and (ratio["value"] >= goal if at_least else ratio["value"] <= goal)
-    verdict = "" if goal is None else ("OK" if met else ("**under**" if at_least else "**over**"))
-    goal_text = "" if goal is None else f"{'≥' if at_least else '≤'} {goal:g}"
+def ratio_row(record: dict, recorded: dict) -> str:
+    ratio = Ratio(**recorded)  # the benchmark's own verdict on it
+    verdict = ratio.verdict if ratio.verdict in ("", "OK") else f"**{ratio.verdict.lower()}**"
+    goal_text = "" if ratio.goal is None else f"{'≥' if ratio.at_least else '≤'} {ratio.goal:g}"
     anchor = record["title"].lower()
     anchor = "".join(c for c in anchor if c.isalnum() or c in " -_").replace(" ", "-")  # as GitHub makes them
-    return f"| [{record['name']}](#{anchor}) | {ratio['what']} | {ratio['value']:.3f} | {goal_text} | {verdict} |"
+    return f"| [{record['name']}](#{anchor}) | {ratio.what} | {ratio.value:.3f} | {goal_text} | {verdict} |"
 
 
 def write_results() -> None:
