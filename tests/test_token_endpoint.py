@@ -215,13 +215,18 @@ def test_a_refused_token_request_costs_at_most_one_query(
     assert response.status_code in (400, 401)
 
 
+def logged_call(client_id: str) -> str:
+    """The token query as Django's query log shows it, prepared or not: the call with its argument written in."""
+    return f"SELECT * FROM ledger_token_credential('{client_id}')"
+
+
 def test_the_one_query_is_the_functions_fixed_text(client, alice_credits, jwt_keys):
     """Nothing is built per request: the text Postgres gets is the same every time, the call of
     ledger_token_credential (migration 0015), whose plan the server session keeps."""
     with CaptureQueriesContext(connection) as queries:
         assert_issued(form(client, creds(alice_credits)), jwt_keys)
     (select,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert select == f"SELECT * FROM ledger_token_credential('{alice_credits.credential.client_id}')"
+    assert select == logged_call(alice_credits.credential.client_id)
 
 
 PREPARED_CALL = "SELECT * FROM ledger_token_credential($1)"  # what Postgres keeps of _TOKEN_CREDENTIAL
@@ -260,8 +265,7 @@ def test_without_prepared_statements_the_same_call_runs_unprepared(client, alice
     before = prepared_runs().get(PREPARED_CALL, 0)
     with CaptureQueriesContext(connection) as queries:
         assert_issued(form(client, creds(alice_credits)), jwt_keys)
-    call = f"SELECT * FROM ledger_token_credential('{alice_credits.credential.client_id}')"
-    assert [q["sql"] for q in queries.captured_queries] == [call]
+    assert [q["sql"] for q in queries.captured_queries] == [logged_call(alice_credits.credential.client_id)]
     assert prepared_runs().get(PREPARED_CALL, 0) == before  # nothing ran prepared
     credential_revoke(credential=alice_credits.credential)
     assert_refused(form(client, creds(alice_credits)), 401, "invalid_client", says="revoked")
