@@ -33,6 +33,11 @@ import gc
 # of later collections (see the end of this module and bench/authorizer_cold.py).
 gc.disable()
 
+from authorizer import regexes  # noqa: E402
+
+# The patterns compiled ahead (authorizer/regexes.py), before any module compiles one at import.
+regexes.load()
+
 from authorizer import deferred  # noqa: E402
 
 # Before anything imports botocore or cryptography, and before logging (which imports traceback).

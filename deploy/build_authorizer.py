@@ -10,17 +10,22 @@ deploy/lambda_platform.py: the defaults are deploy/template.yaml's
 AuthorizerArchitecture and AuthorizerRuntime); botocore comes with the
 runtime. Deploy the zip with the same two parameters. The modules go in with
 their bytecode, compiled by an interpreter of the runtime's version when one is
-here (Lambda cannot write bytecode: without it every cold start compiles them). Fails (exit 1) when the zip is over 5 MiB or asks for a newer
+here (Lambda cannot write bytecode: without it every cold start compiles them), and with them
+the regular expressions the handler's import compiles, compiled ahead by that interpreter
+(authorizer/regexes.py). Fails (exit 1) when the zip is over 5 MiB or asks for a newer
 glibc than the runtime has, and before building when the trimmed DynamoDB
 model in authorizer/botocore_data/ is not what the botocore installed here
 gives (`python -m deploy.dynamodb_model` writes it again).
 """
 
 import argparse
+import marshal
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+from authorizer import regexes
 from deploy import dynamodb_model
 from deploy.lambda_platform import (
     AUTHORIZER,
@@ -34,6 +39,7 @@ from deploy.lambda_platform import (
     elf_machine,
     find_python,
     glibc_needed,
+    link_runtime_libraries,
     mib,
     pip_install_for_lambda,
     prune,
@@ -63,8 +69,35 @@ def authorizer_sources() -> list[Path]:
     )
 
 
+def compile_regexes(package: Path, work: Path, python: str, platform: Platform) -> str:
+    """Compile ahead, with the runtime's `python`, the regexes the handler's import compiles (authorizer/regexes.py),
+    beside the package's bytecode; returns what was done.
+
+    The patterns are recorded by that `python` importing the package's handler with this machine's botocore
+    (as the runtime's would be, from a stand-in /var/runtime). A package for another architecture cannot load
+    here: then this interpreter records them from the repository (the libraries' patterns are the same; where the
+    runtime's standard library compiles others, it compiles those as always).
+    """
+    if elf_machine(Path(sys.executable).resolve()) == ELF_MACHINES[platform.architecture]:
+        runtime = link_runtime_libraries(work / "var-runtime")
+        patterns, recorded_by = regexes.record(python, [str(package), str(runtime)]), python
+    else:
+        patterns, recorded_by = regexes.record(), f"{sys.executable} (the zip is for {platform.architecture})"
+    listed = work / "regex-patterns.marshal"
+    listed.write_bytes(marshal.dumps(patterns))
+    tag = subprocess.run(
+        [python, "-c", "import sys; print(sys.implementation.cache_tag)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = package / "authorizer" / "__pycache__" / f"regexes.{tag}.marshal"
+    # -E -s -B: nothing of this machine's environment or user site, no bytecode written; the package's
+    # authorizer/ is found from the working directory (which -I would leave off sys.path).
+    command = [python, "-E", "-s", "-B", "-m", "authorizer.regexes", "compile", str(listed), str(out)]
+    compiled = subprocess.run(command, cwd=package, capture_output=True, text=True, check=True).stdout.strip()
+    return f"{len(patterns)} patterns recorded by {recorded_by}; {compiled}"
+
+
 def build(output: Path, work: Path, platform: Platform = AUTHORIZER) -> int:
-    steps = Steps(7, "authorizer-zip")
+    steps = Steps(8, "authorizer-zip")
     package = work / "package"
 
     steps("checking the trimmed DynamoDB model against the installed botocore")
@@ -107,10 +140,13 @@ def build(output: Path, work: Path, platform: Platform = AUTHORIZER) -> int:
     python = find_python(platform.python_version)
     if python is None:
         steps(f"no python{platform.python_version} here: the zip holds no bytecode (each cold start compiles)")
+        steps("no regexes compiled ahead either: they too need the runtime's interpreter")
     else:
         steps(f"compiling bytecode with {python} (Lambda cannot write it: /var/task is read-only)")
         compiled = compile_bytecode([package / name for name in BYTECODE_FOR], python)
         print(f"authorizer-zip       {compiled} modules of {', '.join(BYTECODE_FOR)} compiled")
+        steps(f"compiling ahead with {python} the regexes the handler's import compiles (authorizer/regexes.py)")
+        print("authorizer-zip       " + compile_regexes(package, work, python, platform))
 
     steps(f"zipping into {output}")
     size = write_zip(package, output)

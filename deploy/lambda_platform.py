@@ -75,6 +75,9 @@ AUTHORIZER_PYTHON_VERSIONS = ("3.12", "3.13")  # SnapStart runs Python 3.12 and 
 AUTHORIZER_ARCHITECTURES = ("x86_64", "arm64")
 AUTHORIZER = Platform("3.12", "x86_64")  # the template's defaults: the zip the tests load and run here
 
+# What the Lambda Python runtime provides itself (it lives in /var/runtime there).
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
 # Fixed timestamp for every zip entry: the same inputs give the same zip.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -128,6 +131,19 @@ def prune(site_packages: Path) -> None:
         elif path.is_file() and path.suffix == ".pyc":
             path.unlink()
     shutil.rmtree(site_packages / "bin", ignore_errors=True)
+
+
+def link_runtime_libraries(folder: Path) -> Path:
+    """A stand-in for Lambda's /var/runtime in FOLDER: links to this interpreter's copies of what the runtime
+    provides (RUNTIME_PROVIDED), nothing else; returns FOLDER."""
+    import botocore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    site_packages = Path(botocore.__file__).resolve().parent.parent
+    for name in RUNTIME_PROVIDED:
+        source = site_packages / name if (site_packages / name).is_dir() else site_packages / f"{name}.py"
+        (folder / source.name).symlink_to(source)
+    return folder
 
 
 def find_python(version: str) -> str | None:

@@ -34,6 +34,7 @@ from deploy.lambda_platform import (
     elf_machine,
     find_python,
     glibc_needed,
+    link_runtime_libraries,
 )
 from tests.locks import read_lock
 
@@ -43,8 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_PYTHON = ROOT / os.getenv("DEPLOY_VENV", ".venv-deploy") / "bin" / "python"
 MAX_AUTHORIZER_ZIP = 5 * 1024 * 1024
 DJANGO_SIDE = {"django", "rest_framework", "rest_framework_simplejwt", "accounts", "ledger", "creditportal"}
-# What the Lambda Python runtime provides itself (it lives in /var/runtime there).
-RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
 
 
 # What each build printed, by package ("authorizer-x86_64", "zappa"): the pip commands it ran among it.
@@ -117,12 +116,7 @@ def assert_wheels_fit_lambda(archive: zipfile.ZipFile, platform: Platform = DJAN
 @pytest.fixture(scope="session")
 def lambda_runtime(tmp_path_factory) -> Path:
     """A stand-in for /var/runtime: links to this venv's boto3, botocore and their dependencies, nothing else."""
-    runtime = tmp_path_factory.mktemp("var-runtime")
-    site_packages = Path(boto3.__file__).resolve().parent.parent
-    for name in RUNTIME_PROVIDED:
-        source = site_packages / name if (site_packages / name).is_dir() else site_packages / f"{name}.py"
-        (runtime / source.name).symlink_to(source)
-    return runtime
+    return link_runtime_libraries(tmp_path_factory.mktemp("var-runtime"))
 
 
 # --- The authorizer's zip ---------------------------------------------------
@@ -187,10 +181,12 @@ def test_it_holds_every_authorizer_module_but_the_tests(authorizer_zip):
     bytecode = {
         f"{module.rsplit('/', 1)[0]}/__pycache__/{module.rsplit('/', 1)[1][:-3]}.{tag}.pyc" for module in expected
     }
-    # ... and the trimmed DynamoDB model and endpoint data its botocore client loads (authorizer/dynamodb.py).
+    # ... and the trimmed DynamoDB model and endpoint data its botocore client loads (authorizer/dynamodb.py),
+    # and the regexes its import compiles, compiled ahead by the runtime's Python (authorizer/regexes.py).
     expected |= bytecode | {
         "authorizer/botocore_data/dynamodb/2012-08-10/service-2.json",
         "authorizer/botocore_data/endpoints.json",
+        f"authorizer/__pycache__/regexes.{tag}.marshal",
     }
     assert {name for name in names if name.startswith("authorizer/")} == expected
     assert [name for name in names if "tests" in name.split("/")] == []
@@ -350,8 +346,8 @@ def public_key_pem() -> str:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(authorizer_unzipped, lambda_runtime):
-    env = {
+def bare_lambda_environ() -> dict[str, str]:
+    return {
         "PATH": os.environ["PATH"],
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
@@ -367,10 +363,20 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
         "JWT_AUDIENCE": "creditportal-gateway",
         "AUTHORIZER_ROUTE_TTL": "60",
     }
+
+
+def run_bare(code: str, authorizer_unzipped: Path, lambda_runtime: Path) -> subprocess.CompletedProcess:
+    """`code` in the runtime's Python, isolated, with the package and the stand-in /var/runtime on sys.path."""
     python = runtime_python(AUTHORIZER.python_version)
     # -B: Lambda's /var/task is read-only, no bytecode is written there; the zip's own is used.
-    command = [python, "-I", "-B", "-c", AUTHORIZER_SMOKE, str(authorizer_unzipped), str(lambda_runtime)]
-    result = subprocess.run(command, cwd=authorizer_unzipped, env=env, capture_output=True, text=True, check=False)
+    command = [python, "-I", "-B", "-c", code, str(authorizer_unzipped), str(lambda_runtime)]
+    return subprocess.run(
+        command, cwd=authorizer_unzipped, env=bare_lambda_environ(), capture_output=True, text=True, check=False
+    )
+
+
+def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(authorizer_unzipped, lambda_runtime):
+    result = run_bare(AUTHORIZER_SMOKE, authorizer_unzipped, lambda_runtime)
     assert result.returncode == 0, result.stderr
 
     report = json.loads(result.stdout)
@@ -382,6 +388,44 @@ def test_it_imports_and_verifies_tokens_in_a_bare_lambda_like_interpreter(author
     assert report["django"] == []
     # Every module the handler imports from the zip came with its bytecode (BYTECODE_FOR is complete).
     assert report["compiled"] > 20 and report["uncompiled"] == []
+
+
+COLD_IMPORT = r"""
+import json, marshal, re, sys
+package, runtime = sys.argv[1], sys.argv[2]
+sys.path[:0] = [package]
+sys.path.append(runtime)
+
+from authorizer import regexes
+with open(regexes.PATH, "rb") as f:
+    signature, entries = marshal.loads(f.read())
+given = {(type(pattern), pattern, flags) for pattern, flags, *_ in entries}
+before = set(re._cache)
+import authorizer.handler
+from re import _compiler
+print(json.dumps({
+    "signature": signature == regexes.SIGNATURE,
+    "given": len(given),
+    "used": sum(1 for key in given if key in re._cache),
+    "compiled_at_import": [repr(key[1]) for key in re._cache if key not in before and key not in given],
+    "unequal": [repr(key[1]) for key in given if key in re._cache and re._cache[key] != _compiler.compile(key[1], key[2])],
+}))
+"""
+
+
+def test_its_import_compiles_no_regex_but_takes_them_compiled_ahead_for_the_runtime(
+    authorizer_unzipped, lambda_runtime
+):
+    """A cold import in the runtime's Python finds every pattern it compiles in the zip's file for that Python,
+    and each is the Pattern `re` would have compiled (authorizer/regexes.py)."""
+    result = run_bare(COLD_IMPORT, authorizer_unzipped, lambda_runtime)
+    assert result.returncode == 0, result.stderr
+
+    report = json.loads(result.stdout)
+    assert report["signature"] is True
+    assert report["given"] > 50 and report["used"] == report["given"]
+    assert report["compiled_at_import"] == []
+    assert report["unequal"] == []
 
 
 # --- The Django app's Zappa package -----------------------------------------
