@@ -16,6 +16,11 @@ and sending the same UpdateItem by hand, with no client, no token check and no
 GetItem. It is not a way to build the gate (the goal keeps botocore's client);
 it shows how far down the goal can be reached by trimming around botocore.
 
+Against moto, each request also waits for moto's own work (about 7 ms here), twice
+for the gate (GetItem, UpdateItem) and once for the baseline; the routed pair is
+timed again against bench/_instant_dynamodb.py, an endpoint that answers at once
+(as the warm benchmarks are), to show what the two clients cost without it.
+
 Then where the time goes: a few more fresh processes of each under
 `python -X importtime`, each module's own time (not counting the modules it
 imports, which would blame whoever imports a shared module first) summed per
@@ -31,7 +36,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 
-from _gate import ROOT, environ, event, median, prepare_table, raw_update_params, start_moto
+from _gate import ROOT, environ, event, median, prepare_table, raw_update_params, start_instant_dynamodb, start_moto
 from _report import Ratio, command, report
 from tqdm import tqdm
 
@@ -122,6 +127,7 @@ def breakdown_line(what: str, total: float, ranked: list[tuple[str, float]]) -> 
 
 def main(runs: int) -> None:
     moto, url = start_moto()
+    instant, instant_url = start_instant_dynamodb()
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JWT_", "AUTHORIZER_", "MIRROR_"))}
         env |= environ(url) | {"PYTHONDONTWRITEBYTECODE": "0"}
@@ -134,18 +140,21 @@ def main(runs: int) -> None:
         boto3_code = BOTO3.replace("PARAMS", repr(raw_update_params()))
         floor_code = FLOOR.replace("PARAMS", repr(raw_update_params()))
         pinned_env = env | {"AUTHORIZER_PRODUCT": "weather"}
+        instant_env = env | {"AWS_ENDPOINT_URL": instant_url}
 
         # As the zip's build does (deploy/build_authorizer.py): the regexes the handler's import compiles, compiled ahead.
         subprocess.run([sys.executable, "-m", "authorizer.regexes", "build"], cwd=ROOT, env=env, check=True)
         for _ in range(2):  # compile bytecode caches, warm the page cache
             timed(authorizer_code, env), timed(boto3_code, env), timed(floor_code, env)
-        routed, pinned, boto3, floor = [], [], [], []
+        routed, pinned, boto3, floor, routed_at_once, boto3_at_once = [], [], [], [], [], []
         load = os.getloadavg()[0]
-        for _ in tqdm(range(runs), desc="authorizer_cold", unit="round (4 processes)"):
+        for _ in tqdm(range(runs), desc="authorizer_cold", unit="round (6 processes)"):
             routed.append(timed(authorizer_code, env))
             boto3.append(timed(boto3_code, env))
             pinned.append(timed(authorizer_code, pinned_env))
             floor.append(timed(floor_code, env))
+            routed_at_once.append(timed(authorizer_code, instant_env))
+            boto3_at_once.append(timed(boto3_code, instant_env))
         load = max(load, os.getloadavg()[0])
 
         base = median(boto3)
@@ -163,6 +172,9 @@ def main(runs: int) -> None:
                 f"authorizer, routed (GetItem + Update)   median {median(routed) * 1e3:7.1f} ms",
                 f"authorizer, AUTHORIZER_PRODUCT pinned   median {median(pinned) * 1e3:7.1f} ms",
                 f"floor: SigV4 + env credentials + urllib3 {median(floor) * 1e3:7.1f} ms",
+                "against an endpoint that answers at once (moto's own work per request left out):",
+                f"  boto3 + client + UpdateItem           median {median(boto3_at_once) * 1e3:7.1f} ms",
+                f"  authorizer, routed (GetItem + Update) median {median(routed_at_once) * 1e3:7.1f} ms",
                 "",
                 f"where it goes (python -X importtime, own time per package, medians of {BREAKDOWN_RUNS} runs):",
                 breakdown_line("authorizer, routed", *gate_imports),
@@ -173,12 +185,18 @@ def main(runs: int) -> None:
                 Ratio("cold authorizer, routed / boto3 + client + UpdateItem", median(routed) / base, GOAL),
                 Ratio("cold authorizer, pinned / boto3 + client + UpdateItem", median(pinned) / base, GOAL),
                 Ratio("floor (botocore signer + credentials + urllib3) / the same", median(floor) / base),
+                Ratio(
+                    "the routed pair against an endpoint answering at once",
+                    median(routed_at_once) / median(boto3_at_once),
+                    GOAL,
+                ),
             ],
             reproduce=command(".venv/bin/python", "bench/authorizer_cold.py", runs),
         )
     finally:
-        moto.terminate()
-        moto.wait()
+        for server in (moto, instant):
+            server.terminate()
+            server.wait()
 
 
 if __name__ == "__main__":
