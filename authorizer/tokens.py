@@ -33,12 +33,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 # Not `serialization` itself: its __init__ imports SSH key support, which the
@@ -47,6 +46,9 @@ from cryptography.hazmat.primitives.serialization.base import load_pem_public_ke
 
 from authorizer.config import ConfigError
 from authorizer.record import Record, setfield
+
+if TYPE_CHECKING:  # types imports every key type's module (DH, DSA, EdDSA, ML-DSA, ML-KEM, X25519...): annotations only
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 ALGORITHMS = ("ES256", "RS256")
 TOKEN_TYPE = "at+jwt"  # RFC 9068; "application/at+jwt" is the same type (RFC 7515 section 4.1.9)
@@ -120,7 +122,7 @@ def _int_bytes(n: int, length: int | None = None) -> bytes:
     return n.to_bytes(length or max(1, (n.bit_length() + 7) // 8), "big")
 
 
-def public_jwk(public_key: PublicKeyTypes) -> dict[str, str]:
+def public_jwk(public_key: "PublicKeyTypes") -> dict[str, str]:
     """The public JWK members RFC 7638 hashes (EC P-256 or RSA)."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if not isinstance(public_key.curve, ec.SECP256R1):
@@ -138,7 +140,7 @@ def public_jwk(public_key: PublicKeyTypes) -> dict[str, str]:
     raise ConfigError(f"unsupported key type {type(public_key).__name__}")
 
 
-def jwk_thumbprint(public_key: PublicKeyTypes) -> str:
+def jwk_thumbprint(public_key: "PublicKeyTypes") -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of tokens signed by this key's private half."""
     members = json.dumps(public_jwk(public_key), separators=(",", ":"), sort_keys=True)
     return _b64url(hashlib.sha256(members.encode()).digest())
@@ -149,7 +151,7 @@ def algorithm_check(algorithm: str) -> None:
         raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
 
 
-def key_check(key: PublicKeyTypes | PrivateKeyTypes, algorithm: str, variable: str) -> None:
+def key_check(key: "PublicKeyTypes | PrivateKeyTypes", algorithm: str, variable: str) -> None:
     """`key` (public or private) can sign or verify `algorithm`: EC P-256 for ES256, RSA of 2048 bits or more for RS256."""
     if algorithm == "ES256":
         fits = isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(

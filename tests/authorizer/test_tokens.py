@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authorizer.config import ConfigError
 from authorizer.tokens import TokenError, Verifier, jwk_thumbprint, load_public_keys
@@ -61,6 +62,9 @@ def test_a_key_that_cannot_verify_the_pinned_algorithm_is_a_configuration_error(
         load_public_keys(KeyPair.generate("RS256").public_pem, "ES256")
     with pytest.raises(ConfigError):
         load_public_keys("no pem here", "ES256")
+    for other in (ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP384R1())):
+        with pytest.raises(ConfigError, match="JWT_ALGORITHM ES256 needs an EC P-256 key"):
+            load_public_keys(public_pem(other), "ES256")
 
 
 def test_the_leeway_forgives_a_few_seconds_of_clock_skew_and_no_more():
@@ -220,18 +224,52 @@ def test_the_es256_signature_algorithm_is_cryptographys_ecdsa_with_sha256_as_ecd
         verifier().verify(forged)
 
 
+def public_pem(private_key) -> str:
+    return (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+# cryptography's asymmetric.types (a Union of every key type, for annotations) imports each key type's module.
+OTHER_KEY_TYPES = [
+    f"cryptography.hazmat.primitives.asymmetric.{name}"
+    for name in ("types", "dh", "dsa", "ed448", "ed25519", "mldsa", "mlkem", "x448", "x25519")
+]
+
+
 @pytest.mark.parametrize("algorithm", ["ES256", "RS256"])
-def test_verifying_a_token_leaves_cryptographys_openssl_backend_unloaded(algorithm):
-    """A fresh interpreter (this one has the backend loaded by the fixtures' key generation)."""
+def test_verifying_a_token_leaves_cryptographys_openssl_backend_and_other_key_types_unloaded(algorithm):
+    """A fresh interpreter (this one has the backend loaded by the fixtures' key generation).
+
+    Another key type is still refused there, as in this process, by what it is not. The handler's
+    deferrals first, as the handler makes them (cryptography's serialization package imports SSH keys' types).
+    """
     key = KEY if algorithm == "ES256" else KeyPair.generate("RS256")
     token = mint(**CLAIMS, key=key)
     code = f"""
 import json, sys
+from authorizer import deferred
+deferred.defer_heavy_imports()
+from authorizer.config import ConfigError
 from authorizer.tokens import Verifier, load_public_keys
 v = Verifier(keys=load_public_keys({key.public_pem!r}, {algorithm!r}), algorithm={algorithm!r},
              issuer={ISSUER!r}, audience={AUDIENCE!r}, leeway=5)
-print(json.dumps({{"client": v.verify({token!r}).client_id,
-                  "backend": "cryptography.hazmat.backends.openssl.backend" in sys.modules}}))
+report = {{"client": v.verify({token!r}).client_id,
+          "backend": "cryptography.hazmat.backends.openssl.backend" in sys.modules,
+          "key types": sorted(m for m in {OTHER_KEY_TYPES!r} if m in sys.modules)}}
+try:
+    load_public_keys({public_pem(ed25519.Ed25519PrivateKey.generate())!r}, {algorithm!r})
+except ConfigError as e:
+    report["ed25519"] = str(e)
+print(json.dumps(report))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == {"client": "cli_alice", "backend": False}
+    wanted = "an EC P-256 key" if algorithm == "ES256" else "an RSA key of at least 2048 bits"
+    assert json.loads(out.stdout) == {
+        "client": "cli_alice",
+        "backend": False,
+        "key types": [],
+        "ed25519": f"JWT_PUBLIC_KEY (key 1): JWT_ALGORITHM {algorithm} needs {wanted}",
+    }
