@@ -18,7 +18,10 @@ other callers (measured with `python -X importtime`, bench/authorizer_cold.py):
   the distribution machinery (measured: about 5% of the gate's cold start).
 * `botocore.utils` and `botocore.credentials` import `dateutil.parser` to parse
   timestamps of credentials that expire and of responses that carry them; the
-  gate's environment credentials and its two operations have none.
+  gate's environment credentials and its two operations have none. For the same
+  timestamps botocore takes the classes `tzutc` and `tzlocal` from `dateutil.tz`,
+  whose import brings `six` and dateutil's time zone modules (about 2% of a cold
+  start's instructions).
 * `subprocess` (botocore's credential_process provider runs a command; it takes
   `subprocess.Popen` as a default argument at import) and `getpass` (botocore's
   assume-role provider prompts for an MFA code; `getpass.getpass` is a default
@@ -40,7 +43,10 @@ is looked up. botocore's docstring classes get stand-ins that render through
 the real ones, so a docstring read later is the one botocore would have
 written; the functions other modules take by name at import
 (`importlib.metadata.version`, `dateutil.parser.parse`, `subprocess.Popen`,
-`getpass.getpass`) get stand-ins that run the module and call its own. Nothing is patched: the code that runs is the packages' own, later.
+`getpass.getpass`) get stand-ins that run the module and call its own, and the
+classes taken so (`tzutc`, `tzlocal`) stand-ins that make the real class's instances
+and answer `isinstance` and `issubclass` with it. `from module import *` runs the
+module too, before it copies the names. Nothing is patched: the code that runs is the packages' own, later.
 On a botocore or cryptography laid out otherwise (a module missing or moved),
 a deferral does nothing and everything loads as usual.
 
@@ -64,6 +70,13 @@ CALLED_THROUGH = {
     "dateutil.parser": ("parse",),
     "subprocess": ("Popen",),
     "getpass": ("getpass",),
+}
+# Classes other modules import by name while the module is deferred, and only call or test against:
+# {module: names}. botocore.compat, utils, credentials and tokens take `tzutc` and `tzlocal` to make
+# timestamps of expiring credentials and tokens and to parse responses' timestamps; the gate's
+# environment credentials and its two operations carry none.
+MADE_THROUGH = {
+    "dateutil.tz": ("tzutc", "tzlocal"),
 }
 # Imported as modules (`import x`, `from package import x`) on the gate's way and used only on paths it never takes:
 # {module: the path that uses it}. Each runs, as itself, the first time that path asks it for a name.
@@ -121,7 +134,8 @@ def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleTy
     """Register module `name` without running its code until a name it does not hold is looked up.
 
     Dunder names aside: the import system probes those (`__path__` of a
-    module, `__spec__`) and gets an AttributeError as for any module.
+    module, `__spec__`) and gets an AttributeError as for any module; but
+    `__all__` runs it, as `from name import *` asks for it before it copies names.
     When the code runs, its own definitions replace `stand_ins`. Returns the
     module, or None when it is imported already or cannot be found.
     """
@@ -134,7 +148,8 @@ def defer_module(name: str, stand_ins: dict[str, Any] | None = None) -> ModuleTy
     load = Run(module, spec.loader)
 
     def __getattr__(attribute: str) -> Any:
-        if attribute.startswith("__") and attribute.endswith("__"):
+        # `from name import *` asks for __all__ first: that runs the module.
+        if attribute.startswith("__") and attribute.endswith("__") and attribute != "__all__":
             raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
         load()
         return getattr(module, attribute)
@@ -208,13 +223,58 @@ def defer_called_through(name: str) -> ModuleType | None:
     return defer_module(name, {function: calling_through(name, function) for function in CALLED_THROUGH[name]})
 
 
+class MadeThrough:
+    """A stand-in for class `module_name.class_name`: runs the deferred module, then acts with the module's own class.
+
+    Calling it makes an instance of the real class; `isinstance` and `issubclass` ask the real
+    class, and a class statement that names it as a base gets the real class instead
+    (`__mro_entries__`). Only `type(name, (stand_in,), ...)`, which takes no such replacement, refuses it.
+    """
+
+    def __init__(self, module_name: str, class_name: str) -> None:
+        self.module_name = module_name
+        self.__name__ = self.__qualname__ = class_name
+
+    def real(self) -> type:
+        module = sys.modules[self.module_name]
+        vars(module).get("_run_deferred", lambda: None)()
+        real: type = getattr(module, self.__name__)
+        return real
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.real()(*args, **kwargs)
+
+    def __instancecheck__(self, instance: object) -> bool:
+        return isinstance(instance, self.real())
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        return issubclass(subclass, self.real())
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type]:
+        return (self.real(),)
+
+    def __getattr__(self, attribute: str) -> Any:  # the class's own attributes (not probes of this object)
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self.real(), attribute)
+
+    def __repr__(self) -> str:
+        return f"<stand-in for class {self.module_name}.{self.__name__}>"
+
+
+def defer_made_through(name: str) -> ModuleType | None:
+    return defer_module(name, {cls: MadeThrough(name, cls) for cls in MADE_THROUGH[name]})
+
+
 def defer_heavy_imports() -> None:
     """Defer the modules the module docstring lists: the modules in OTHER_PATHS (first: finding
     the others imports their parent packages, botocore's imports logging, and logging traceback),
-    botocore's docs machinery, cryptography's serialization package, the modules in CALLED_THROUGH."""
+    botocore's docs machinery, cryptography's serialization package, the modules in CALLED_THROUGH and MADE_THROUGH."""
     for name in OTHER_PATHS:
         defer_module(name)
     defer_botocore_docs()
     defer_module(CRYPTOGRAPHY_SERIALIZATION)
     for name in CALLED_THROUGH:
         defer_called_through(name)
+    for name in MADE_THROUGH:
+        defer_made_through(name)

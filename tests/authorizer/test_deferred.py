@@ -121,6 +121,7 @@ DEFERRED_AT_COLD_START = (
     "dateutil.parser",
     "subprocess",
     "getpass",
+    *deferred.MADE_THROUGH,
 )
 
 
@@ -136,7 +137,7 @@ from authorizer.handler import lambda_handler
 answer = lambda_handler({event!r}, None)
 print(json.dumps({{"effect": answer["policyDocument"]["Statement"][0]["Effect"],
                   "deferred": [deferred.is_deferred(n) for n in {DEFERRED_AT_COLD_START!r}],
-                  "loaded": sorted(m for m in ("zipfile", "csv", "dateutil.parser._parser") if m in sys.modules)}}))
+                  "loaded": sorted(m for m in ("zipfile", "csv", "dateutil.parser._parser", "dateutil.tz.tz", "six") if m in sys.modules)}}))
 """
     assert run(code, AWS_ENDPOINT_URL=aws, MIRROR_TABLE=alice_weather.table) == {
         "effect": "Allow",
@@ -168,6 +169,61 @@ print(json.dumps({
     assert report["timestamp"] == "2030-01-02T03:04:05+00:00"
     assert report["parser"] == "dateutil.parser._parser"
     assert (report["locale"], report["calendar"]) == ("en_US.ISO8859-1", "January")
+
+
+def test_the_classes_taken_from_deferred_modules_are_the_modules_own_when_used():
+    """dateutil.tz's tzutc and tzlocal as botocore took them: instances, isinstance, a subclass, a star import."""
+    code = """
+import json, sys, datetime
+import authorizer.handler
+from authorizer import deferred
+import botocore.credentials, botocore.utils, botocore.compat
+before = deferred.is_deferred("dateutil.tz")
+utc = botocore.utils.tzutc()  # runs dateutil.tz
+real = sys.modules["dateutil.tz"]
+class Local(botocore.credentials.tzlocal):
+    pass
+namespace = {}
+exec("from dateutil.tz import *", namespace)
+print(json.dumps({
+    "before": before, "after": deferred.is_deferred("dateutil.tz"),
+    "utc": type(utc).__module__ + "." + type(utc).__qualname__, "singleton": utc is real.tzutc() is real.UTC,
+    "isinstance": [isinstance(utc, botocore.utils.tzutc), isinstance(utc, botocore.credentials.tzlocal)],
+    "issubclass": issubclass(Local, botocore.compat.tzlocal), "base": Local.__mro__[1] is real.tzlocal,
+    "now": botocore.credentials._local_now().tzinfo.__class__ is real.tzlocal,
+    "names": [botocore.utils.tzutc.__name__, botocore.compat.get_tzinfo_options()[0].__name__],
+    "star": sorted(set(real.__all__) - set(namespace)), "star tzutc": namespace["tzutc"] is real.tzutc,
+}))
+"""
+    assert run(code) == {
+        "before": True,
+        "after": False,
+        "utc": "dateutil.tz.tz.tzutc",
+        "singleton": True,
+        "isinstance": [True, False],
+        "issubclass": True,
+        "base": True,
+        "now": True,
+        "names": ["tzutc", "tzlocal"],
+        "star": [],
+        "star tzutc": True,
+    }
+
+
+def test_a_star_import_from_a_deferred_module_runs_it_and_copies_what_it_exports():
+    code = """
+import json
+from authorizer import deferred
+deferred.defer_module("textwrap")
+namespace = {}
+exec("from textwrap import *", namespace)
+import textwrap
+print(json.dumps({"copied": sorted(n for n in textwrap.__all__ if n in namespace), "all": sorted(textwrap.__all__),
+                  "deferred": deferred.is_deferred("textwrap")}))
+"""
+    report = run(code)
+    assert report["copied"] == report["all"] and "dedent" in report["all"]
+    assert report["deferred"] is False
 
 
 def test_botocores_callers_of_the_modules_deferred_later_run_them_as_themselves():
