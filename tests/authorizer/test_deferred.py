@@ -137,7 +137,7 @@ from authorizer.handler import lambda_handler
 answer = lambda_handler({event!r}, None)
 print(json.dumps({{"effect": answer["policyDocument"]["Statement"][0]["Effect"],
                   "deferred": [deferred.is_deferred(n) for n in {DEFERRED_AT_COLD_START!r}],
-                  "loaded": sorted(m for m in ("zipfile", "csv", "dateutil.parser._parser", "dateutil.tz.tz", "six") if m in sys.modules)}}))
+                  "loaded": sorted(m for m in ("csv", "dateutil.parser._parser", "dateutil.tz.tz", "six") if m in sys.modules)}}))
 """
     assert run(code, AWS_ENDPOINT_URL=aws, MIRROR_TABLE=alice_weather.table) == {
         "effect": "Allow",
@@ -145,6 +145,22 @@ print(json.dumps({{"effect": answer["policyDocument"]["Statement"][0]["Effect"],
         "loaded": [],
     }
     assert alice_weather.used("cus_alice", "weather") == 1
+
+
+def test_an_https_endpoints_ca_bundle_is_certifis_and_leaves_zipfile_unrun():
+    """On Lambda the endpoint is HTTPS: botocore asks certifi's where() for the CA bundle when it first sends."""
+    code = """
+import json, sys
+import authorizer.handler
+from authorizer import deferred
+import botocore.httpsession
+path = botocore.httpsession.get_cert_path(True)
+print(json.dumps({"path": path, "zipfile": deferred.is_deferred("zipfile"),
+                  "loaded": sorted(m for m in ("bz2", "lzma") if m in sys.modules)}))
+"""
+    import certifi
+
+    assert run(code) == {"path": certifi.where(), "zipfile": True, "loaded": []}
 
 
 def test_the_functions_taken_from_deferred_modules_run_the_modules_own():
@@ -318,6 +334,7 @@ ASKED_FOR = {
     "ntpath": "join",
     "importlib.machinery": "SourceFileLoader",
     "mimetypes": "guess_type",
+    "zipfile": "ZipFile",
     "email.header": "Header",
     "xml.etree.ElementPath": "iterfind",
     "botocore.waiter": "Waiter",
