@@ -147,8 +147,10 @@ def record(python: str = sys.executable, path: list[str] | None = None) -> list[
     import subprocess  # build time only: the gate's cold start defers subprocess (authorizer/deferred.py)
 
     path = path or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    environ = {"PATH": os.environ.get("PATH", "")} | RECORDING_ENVIRON
-    out = subprocess.run([python, "-I", "-B", "-c", _RECORD, *path], env=environ, capture_output=True, check=True)
+    # Only the recording configuration: nothing of this machine's AWS or authorizer settings.
+    out = subprocess.run(
+        [python, "-I", "-B", "-c", _RECORD, *path], env=RECORDING_ENVIRON, capture_output=True, check=True
+    )
     patterns: list[tuple[Pattern, int]] = marshal.loads(out.stdout)
     return patterns
 
