@@ -50,7 +50,6 @@ import os
 import re
 import sys
 from re import _compiler, _parser  # type: ignore[attr-defined]  # re's compiler (re imports both); no stubs
-from typing import Any
 
 FORMAT = "creditportal-regexes-1"
 SIGNATURE = (FORMAT, sys.version_info[:2], _sre.MAGIC, _sre.CODESIZE)
@@ -98,7 +97,7 @@ def load(path: str = PATH) -> int:
         return 0
     if signature != SIGNATURE:
         return 0
-    cache: dict[Any, Any] = re._cache  # type: ignore[attr-defined]  # where re.compile looks first (3.11 to 3.13)
+    cache: dict[object, object] = re._cache  # type: ignore[attr-defined]  # where re.compile looks first (3.11 to 3.13)
     loaded = 0
     for pattern, flags, *compiled in entries:
         key = (type(pattern), pattern, flags)
@@ -128,10 +127,11 @@ def compile_ahead(patterns: list[tuple[Pattern, int]]) -> list[Compiled]:
     """Each pattern's compiled form, checked against what `re` compiles here; a pattern that differs is left out."""
     entries = []
     for pattern, flags in dict.fromkeys(patterns):
-        entry = compiled_form(pattern, flags)
-        if flags & re.DEBUG or _sre.compile(pattern, *entry[2:]) != _compiler.compile(pattern, flags):
+        if flags & re.DEBUG:  # re never caches these
             continue
-        entries.append(entry)
+        entry = compiled_form(pattern, flags)
+        if _sre.compile(pattern, *entry[2:]) == _compiler.compile(pattern, flags):
+            entries.append(entry)
     return entries
 
 
@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
                 marshal.dump(record(), f)
         case ["compile", patterns, out]:
             with open(patterns, "rb") as f:
-                entries = compile_ahead(marshal.load(f))
+                entries = compile_ahead(marshal.loads(f.read()))
             write(out, entries)
             print(f"regexes: {len(entries)} patterns compiled ahead for {sys.implementation.cache_tag} into {out}")
         case ["build", *out] if len(out) <= 1:
