@@ -178,6 +178,13 @@ def is_deferred(name: str) -> bool:
     return isinstance(load, Run) and load.pending
 
 
+def own(module_name: str, name: str) -> Any:
+    """Module `module_name`'s own `name`: runs the module's code first if it is deferred (a stand-in's way through)."""
+    module = sys.modules[module_name]
+    vars(module).get("_run_deferred", lambda: None)()
+    return getattr(module, name)
+
+
 class DeferredDocstring(str):
     """Stands in for one of botocore's LazyLoadedDocstring classes: renders through the real one when read."""
 
@@ -193,9 +200,7 @@ class DeferredDocstring(str):
 
     def _render(self) -> str:
         if self._real is None:
-            module = sys.modules[BOTOCORE_DOCSTRING]
-            vars(module).get("_run_deferred", lambda: None)()
-            self._real = getattr(module, self.real_name)(*self._args, **self._kwargs)
+            self._real = own(BOTOCORE_DOCSTRING, self.real_name)(*self._args, **self._kwargs)
         return str(self._real)
 
     def expandtabs(self, tabsize: SupportsIndex = 8) -> str:  # what help() reads (see botocore's LazyLoadedDocstring)
@@ -218,9 +223,7 @@ def calling_through(module_name: str, function_name: str) -> Any:
     """A stand-in for `module_name.function_name`: runs the deferred module, then calls the module's own."""
 
     def stand_in(*args: Any, **kwargs: Any) -> Any:
-        module = sys.modules[module_name]
-        vars(module).get("_run_deferred", lambda: None)()
-        return getattr(module, function_name)(*args, **kwargs)
+        return own(module_name, function_name)(*args, **kwargs)
 
     stand_in.__name__ = stand_in.__qualname__ = function_name
     return stand_in
@@ -243,9 +246,7 @@ class MadeThrough:
         self.__name__ = self.__qualname__ = class_name
 
     def real(self) -> type:
-        module = sys.modules[self.module_name]
-        vars(module).get("_run_deferred", lambda: None)()
-        real: type = getattr(module, self.__name__)
+        real: type = own(self.module_name, self.__name__)
         return real
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
