@@ -38,7 +38,7 @@ patch release under a deployed zip, and the compiled form of a pattern does not
 change within a minor release unless a bug in `re`'s compiler is fixed.
 
     python -m authorizer.regexes record PATTERNS       (this interpreter, its libraries)
-    python -m authorizer.regexes compile PATTERNS OUT   (the runtime's Python)
+    python -m authorizer.regexes compile PATTERNS [OUT] (the runtime's Python; OUT: beside its bytecode)
     python -m authorizer.regexes build [OUT]            (both, for this interpreter)
 
 `AUTHORIZER_REGEX_CACHE=off` leaves the file unread (the recording runs that way).
@@ -160,11 +160,12 @@ def main(argv: list[str]) -> int:
         case ["record", patterns]:
             with open(patterns, "wb") as f:
                 marshal.dump(record(), f)
-        case ["compile", patterns, out]:
+        case ["compile", patterns, *out] if len(out) <= 1:
             with open(patterns, "rb") as f:
                 entries = compile_ahead(marshal.loads(f.read()))
-            write(out, entries)
-            print(f"regexes: {len(entries)} patterns compiled ahead for {sys.implementation.cache_tag} into {out}")
+            out = out or [PATH]
+            write(out[0], entries)
+            print(f"regexes: {len(entries)} patterns compiled ahead for {sys.implementation.cache_tag} into {out[0]}")
         case ["build", *out] if len(out) <= 1:
             entries = compile_ahead(record())
             write(out[0] if out else PATH, entries)

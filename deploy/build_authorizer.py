@@ -85,13 +85,10 @@ def compile_regexes(package: Path, work: Path, python: str, platform: Platform) 
         patterns, recorded_by = regexes.record(), f"{sys.executable} (the zip is for {platform.architecture})"
     listed = work / "regex-patterns.marshal"
     listed.write_bytes(marshal.dumps(patterns))
-    tag = subprocess.run(
-        [python, "-c", "import sys; print(sys.implementation.cache_tag)"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    out = package / "authorizer" / "__pycache__" / f"regexes.{tag}.marshal"
     # -E -s -B: nothing of this machine's environment or user site, no bytecode written; the package's
-    # authorizer/ is found from the working directory (which -I would leave off sys.path).
-    command = [python, "-E", "-s", "-B", "-m", "authorizer.regexes", "compile", str(listed), str(out)]
+    # authorizer/ is found from the working directory (which -I would leave off sys.path), and the file
+    # goes where its regexes.PATH is: package/authorizer/__pycache__/regexes.<the runtime's cache tag>.marshal.
+    command = [python, "-E", "-s", "-B", "-m", "authorizer.regexes", "compile", str(listed)]
     compiled = subprocess.run(command, cwd=package, capture_output=True, text=True, check=True).stdout.strip()
     return f"{len(patterns)} patterns recorded by {recorded_by}; {compiled}"
 

@@ -172,7 +172,7 @@ def test_the_command_compiles_a_list_for_the_interpreter_running_it(tmp_path):
 
 def test_the_command_without_its_arguments_says_how_to_run_it(capsys):
     assert regexes.main(["compile"]) == 2
-    assert "python -m authorizer.regexes compile PATTERNS OUT" in capsys.readouterr().err
+    assert "python -m authorizer.regexes compile PATTERNS [OUT]" in capsys.readouterr().err
 
 
 def test_a_debug_pattern_is_not_compiled_ahead_as_re_never_caches_one(capsys):
